@@ -1,0 +1,10 @@
+//! Pure protocol code: no sockets, no threads, no Python. Bytes in, bytes or values out.
+
+pub mod close;
+pub mod codec;
+pub mod deflate;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod msgpack;
+pub mod utf8;

@@ -1,0 +1,90 @@
+"""Typing stub for the compiled core (edge_core/src/bridge). Checked against the build by stubtest."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+EVENT_OPEN: Final[int]
+EVENT_MESSAGE: Final[int]
+EVENT_CLOSE: Final[int]
+
+CLOSE_NORMAL: Final[int]
+CLOSE_GOING_AWAY: Final[int]
+CLOSE_PROTOCOL_ERROR: Final[int]
+CLOSE_UNSUPPORTED: Final[int]
+CLOSE_INVALID_PAYLOAD: Final[int]
+CLOSE_POLICY: Final[int]
+CLOSE_TOO_BIG: Final[int]
+CLOSE_INTERNAL: Final[int]
+CLOSE_SLOW_CONSUMER: Final[int]
+CLOSE_WRITE_TIMEOUT: Final[int]
+
+class Edge:
+    """One WebSocket edge: N I/O threads, their connections and the per-stream tick hub.
+
+    Connection ids are opaque 64-bit ints, never reused within a process. Every method taking a
+    connection id returns False (and does nothing) when that connection is already gone. All
+    methods are thread-safe and release the GIL while the core works.
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        """Validate ``config`` (every ``EdgeConfig`` field; a missing or extra key is ValueError)."""
+
+    def start(self) -> int:
+        """Bind every I/O thread's listener and start serving. Returns the bound port.
+
+        Raises OSError when the address cannot be bound.
+        """
+
+    def fileno(self) -> int:
+        """An eventfd that becomes readable when events wait in ``drain``."""
+
+    def drain(self, max_events: int = 4096) -> list[tuple[int, int, Any]]:
+        """Take up to ``max_events`` inbound events, oldest first, and clear the eventfd.
+
+        Each is ``(kind, conn_id, data)``:
+        - EVENT_OPEN: data = (path_and_query: str, peer: str, authorization: str | None)
+        - EVENT_MESSAGE: data = bytes (binary message) or str (text message), whole and validated
+        - EVENT_CLOSE: data = (code: int, reason: str); the id is dead after this event
+        Per connection, events come in the order they happened: one OPEN, messages, one CLOSE.
+        """
+
+    def subscribe(self, conn_id: int, stream: str) -> bool:
+        """Add the connection to ``stream``: it receives every tick frame built after this call."""
+
+    def unsubscribe(self, conn_id: int, stream: str) -> bool: ...
+    def publish(self, stream: str, event: bytes, priority: bool = False) -> None:
+        """Append one msgpack-encoded event to the stream's pending tick.
+
+        Events of one stream reach every subscriber in publish order, inside tick frames
+        ``{"t": "tick", "s": stream, "q": seq, "e": [event, ...], "st": {key: value}}``.
+        Priority events travel in their own frame (``"p": True``) that slow consumers never skip.
+        """
+
+    def set_state(self, stream: str, key: str, value: bytes) -> None:
+        """Set a latest-value slot (msgpack bytes) carried in the next tick's ``"st"`` map.
+
+        Values set several times within one tick are conflated: only the last is sent.
+        """
+
+    def send(self, conn_id: int, data: bytes, binary: bool = True) -> bool:
+        """Queue one message to one connection on the priority lane; it is written at once."""
+
+    def send_many(self, conn_ids: Sequence[int], data: bytes, binary: bool = True) -> int:
+        """``send`` to each id with one shared frame; returns how many were still open."""
+
+    def close(self, conn_id: int, code: int = 1000, reason: str = "") -> bool:
+        """Start the close handshake after what is already queued has been written."""
+
+    def stream_subscribers(self, stream: str) -> int:
+        """Connections on this edge currently subscribed to ``stream``."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: connections, accepted, rejected, messages_in, deliveries, ticks, frames_built,
+        queue_bytes, ticks_skipped, slow_closes, write_timeouts, and ``threads``: one dict of the
+        same per-thread counters per I/O thread."""
+
+    def stop(self, drain_timeout_ms: int = 5000) -> None:
+        """Stop accepting, flush queues, close every connection with 1001, join the threads."""
+
+    @property
+    def port(self) -> int: ...
