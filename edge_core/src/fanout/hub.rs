@@ -1,0 +1,289 @@
+//! The stream hub: pending tick contents per stream, and when each stream's tick is due.
+//!
+//! Publishers (Python, or an I/O thread in fanout mode) append under one short lock; the ticker
+//! takes whole pending buffers out under the same lock and builds frames outside it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::tick::TickParts;
+use crate::proto::msgpack as mp;
+
+/// Tick timing (all from `EdgeConfig`; no defaults here).
+#[derive(Debug, Clone, Copy)]
+pub struct TickTiming {
+    pub min: Duration,
+    pub max: Duration,
+    /// Frame deliveries per second one stream may cost before its ticks stretch toward `max`.
+    pub budget_deliveries: u64,
+}
+
+impl TickTiming {
+    /// Shortest gap between two frames of a stream with `subscribers` subscribers: a stream of
+    /// 15 000 viewers at a 300 000/s budget ticks at most every 50 ms; a small room every `min`.
+    pub fn interval(&self, subscribers: u32) -> Duration {
+        let per_frame = Duration::from_micros(
+            u64::from(subscribers) * 1_000_000 / self.budget_deliveries.max(1),
+        );
+        per_frame.clamp(self.min, self.max)
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    events: Vec<u8>,
+    count: u32,
+}
+
+impl Pending {
+    fn take(&mut self) -> (Vec<u8>, u32) {
+        let cap = self.events.capacity().min(64 * 1024);
+        let events = std::mem::replace(
+            &mut self.events,
+            Vec::with_capacity(if self.count > 0 { cap } else { 0 }),
+        );
+        (events, std::mem::take(&mut self.count))
+    }
+}
+
+struct Stream {
+    name: Arc<str>,
+    seq: u64,
+    normal: Pending,
+    priority: Pending,
+    state: Vec<(Box<str>, Box<[u8]>)>,
+    dirty: bool,
+    last_flush: Option<Instant>,
+    subscribers: u32,
+}
+
+/// One stream's tick, taken out of the hub, ready to be framed.
+pub struct DueTick {
+    pub stream_id: u32,
+    pub name: Arc<str>,
+    pub seq: u64,
+    pub events: Vec<u8>,
+    pub count: u32,
+    pub state: Vec<(Box<str>, Box<[u8]>)>,
+    pub priority: bool,
+}
+
+impl DueTick {
+    pub fn parts(&self) -> TickParts<'_> {
+        TickParts {
+            stream: &self.name,
+            seq: self.seq,
+            events: &self.events,
+            count: self.count,
+            state: &self.state,
+            priority: self.priority,
+        }
+    }
+}
+
+/// Streams by name and id, and what is pending for each.
+#[derive(Default)]
+pub struct HubState {
+    ids: HashMap<Arc<str>, u32>,
+    streams: HashMap<u32, Stream>,
+    dirty: Vec<u32>,
+    next_id: u32,
+    pub events_published: u64,
+}
+
+impl HubState {
+    /// The stream's id, created on first use. Ids are never reused.
+    pub fn intern(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let name: Arc<str> = Arc::from(name);
+        self.ids.insert(name.clone(), id);
+        self.streams.insert(
+            id,
+            Stream {
+                name,
+                seq: 0,
+                normal: Pending::default(),
+                priority: Pending::default(),
+                state: Vec::new(),
+                dirty: false,
+                last_flush: None,
+                subscribers: 0,
+            },
+        );
+        id
+    }
+
+    fn mark_dirty(&mut self, id: u32) -> bool {
+        let s = self.streams.get_mut(&id).expect("interned");
+        if s.dirty {
+            return false;
+        }
+        s.dirty = true;
+        self.dirty.push(id);
+        self.dirty.len() == 1
+    }
+
+    /// Append one msgpack event. Returns true when the ticker should be woken (first dirty stream).
+    pub fn publish(&mut self, id: u32, event: &[u8], priority: bool) -> bool {
+        let s = self.streams.get_mut(&id).expect("interned");
+        let p = if priority {
+            &mut s.priority
+        } else {
+            &mut s.normal
+        };
+        p.events.extend_from_slice(event);
+        p.count += 1;
+        self.events_published += 1;
+        self.mark_dirty(id)
+    }
+
+    /// Publish a client's raw message as an event: msgpack bin (binary) or str (text).
+    pub fn publish_raw(&mut self, id: u32, payload: &[u8], text: bool) -> bool {
+        let s = self.streams.get_mut(&id).expect("interned");
+        if text {
+            // The codec validated the text as UTF-8.
+            mp::write_str(
+                &mut s.normal.events,
+                std::str::from_utf8(payload).unwrap_or(""),
+            );
+        } else {
+            mp::write_bin(&mut s.normal.events, payload);
+        }
+        s.normal.count += 1;
+        self.events_published += 1;
+        self.mark_dirty(id)
+    }
+
+    /// Set a latest-value slot for the next tick.
+    pub fn set_state(&mut self, id: u32, key: &str, value: &[u8]) -> bool {
+        let s = self.streams.get_mut(&id).expect("interned");
+        match s.state.iter_mut().find(|(k, _)| &**k == key) {
+            Some(slot) => slot.1 = value.into(),
+            None => s.state.push((key.into(), value.into())),
+        }
+        self.mark_dirty(id)
+    }
+
+    /// Count subscribers (summed over I/O threads) for tick timing and `stream_subscribers`.
+    pub fn add_subscribers(&mut self, id: u32, delta: i32) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.subscribers = s.subscribers.saturating_add_signed(delta);
+        }
+    }
+
+    pub fn subscribers(&self, name: &str) -> u32 {
+        self.ids
+            .get(name)
+            .and_then(|id| self.streams.get(id))
+            .map_or(0, |s| s.subscribers)
+    }
+
+    /// Take every tick due at `now` (priority frame first) and return when the next is due.
+    pub fn take_due(
+        &mut self,
+        now: Instant,
+        timing: &TickTiming,
+        out: &mut Vec<DueTick>,
+    ) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut still_dirty = Vec::new();
+        for id in std::mem::take(&mut self.dirty) {
+            let Some(s) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            let due_at = s
+                .last_flush
+                .map_or(now, |t| t + timing.interval(s.subscribers));
+            if due_at > now {
+                next = Some(next.map_or(due_at, |n| n.min(due_at)));
+                still_dirty.push(id);
+                continue;
+            }
+            s.dirty = false;
+            s.last_flush = Some(now);
+            if s.priority.count > 0 {
+                let (events, count) = s.priority.take();
+                s.seq += 1;
+                out.push(DueTick {
+                    stream_id: id,
+                    name: s.name.clone(),
+                    seq: s.seq,
+                    events,
+                    count,
+                    state: Vec::new(),
+                    priority: true,
+                });
+            }
+            if s.normal.count > 0 || !s.state.is_empty() {
+                let (events, count) = s.normal.take();
+                s.seq += 1;
+                let state = std::mem::take(&mut s.state);
+                out.push(DueTick {
+                    stream_id: id,
+                    name: s.name.clone(),
+                    seq: s.seq,
+                    events,
+                    count,
+                    state,
+                    priority: false,
+                });
+            }
+        }
+        self.dirty = still_dirty;
+        next
+    }
+
+    /// Whether anything is waiting (shutdown flushes until this is false).
+    pub fn has_pending(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: TickTiming = TickTiming {
+        min: Duration::from_millis(10),
+        max: Duration::from_millis(100),
+        budget_deliveries: 300_000,
+    };
+
+    #[test]
+    fn interval_scales_with_audience() {
+        assert_eq!(T.interval(10), Duration::from_millis(10));
+        assert_eq!(T.interval(15_000), Duration::from_millis(50));
+        assert_eq!(T.interval(1_000_000), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn first_event_goes_at_once_then_batches() {
+        let mut h = HubState::default();
+        let id = h.intern("s");
+        h.add_subscribers(id, 15_000);
+        let t0 = Instant::now();
+        assert!(h.publish(id, &[0x01], false));
+        let mut due = Vec::new();
+        assert_eq!(h.take_due(t0, &T, &mut due), None);
+        assert_eq!((due.len(), due[0].count, due[0].seq), (1, 1, 1));
+        due.clear();
+        h.publish(id, &[0x02], false);
+        h.publish(id, &[0x03], true);
+        h.set_state(id, "n", &[0x05]);
+        h.set_state(id, "n", &[0x06]);
+        let next = h.take_due(t0 + Duration::from_millis(20), &T, &mut due);
+        assert_eq!(next, Some(t0 + Duration::from_millis(50)));
+        assert!(due.is_empty());
+        h.take_due(t0 + Duration::from_millis(50), &T, &mut due);
+        assert_eq!(due.len(), 2);
+        assert!(due[0].priority && due[0].events == [0x03] && due[0].seq == 2);
+        assert!(!due[1].priority && due[1].events == [0x02] && due[1].seq == 3);
+        assert_eq!(&*due[1].state[0].1, &[0x06]);
+        assert!(!h.has_pending());
+    }
+}

@@ -1,0 +1,69 @@
+//! One connection's record. Idle, it holds no buffers: ~170 bytes in the slab plus its
+//! subscription entries (design.md §2 target ≤1 KB of process RSS per idle connection).
+
+use mio::net::TcpStream;
+
+use crate::fanout::outbox::Outbox;
+use crate::proto::codec::RxState;
+use crate::proto::deflate::DeflateParams;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for the whole upgrade request.
+    Handshake,
+    Open,
+    /// Our close frame is queued or sent; reading on until the peer's close or the linger ends.
+    Closing,
+    /// Nothing more to read: drop once the outbox is flushed (or the linger ends).
+    Finishing,
+}
+
+pub struct Conn {
+    pub sock: TcpStream,
+    pub id: u64,
+    pub state: State,
+    pub deflate: Option<DeflateParams>,
+    pub ping_outstanding: bool,
+    pub dirty: bool,
+    /// Close code and reason reported to Python when the connection ends.
+    pub close_code: u16,
+    pub close_reason: Option<Box<str>>,
+    /// Milliseconds since the worker started.
+    pub last_read_ms: u64,
+    pub last_progress_ms: u64,
+    /// Handshake or linger deadline.
+    pub deadline_ms: u64,
+    pub out: Outbox,
+    pub rx: RxState,
+    /// Bytes of an unfinished request or frame.
+    pub inbuf: Vec<u8>,
+    /// (stream id, position in that stream's subscriber list on this thread).
+    pub subs: Vec<(u32, u32)>,
+}
+
+impl Conn {
+    pub fn new(sock: TcpStream, id: u64, now_ms: u64, handshake_deadline_ms: u64) -> Self {
+        Self {
+            sock,
+            id,
+            state: State::Handshake,
+            deflate: None,
+            ping_outstanding: false,
+            dirty: false,
+            close_code: crate::proto::close::ABNORMAL,
+            close_reason: None,
+            last_read_ms: now_ms,
+            last_progress_ms: now_ms,
+            deadline_ms: handshake_deadline_ms,
+            out: Outbox::default(),
+            rx: RxState::default(),
+            inbuf: Vec::new(),
+            subs: Vec::new(),
+        }
+    }
+
+    /// Whether shared compressed tick frames may go to this connection.
+    pub fn takes_shared_deflate(&self) -> bool {
+        self.deflate.is_some_and(|d| d.accepts_shared_frames())
+    }
+}

@@ -1,0 +1,284 @@
+//! The running edge: I/O threads, the ticker thread, and the handle the bridge calls.
+
+pub mod conn;
+pub mod shared;
+pub mod worker;
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+use crate::fanout::hub::HubState;
+use crate::fanout::tick::{self, SharedFrame};
+use crate::proto::deflate::Deflater;
+use crate::settings::Settings;
+pub use shared::Event;
+use shared::{lock, Cmd, EventSink, Shared, WorkerLink};
+
+fn bind(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    // One listener per I/O thread on the same port: the kernel spreads accepts across them.
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(backlog)?;
+    Ok(s.into())
+}
+
+/// Named counters, in a fixed order.
+pub type Counters = Vec<(&'static str, u64)>;
+
+/// A started edge. Dropping it stops it.
+pub struct Edge {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    port: u16,
+}
+
+impl Edge {
+    /// Bind every thread's listener and start the I/O threads and the ticker.
+    pub fn start(settings: Settings) -> io::Result<Self> {
+        let addr = (settings.host.as_str(), settings.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "host resolves to nothing")
+            })?;
+        let n = settings.io_threads.clamp(1, 127);
+        let mut listeners = Vec::with_capacity(n);
+        let first = bind(addr, settings.listen_backlog)?;
+        let port = first.local_addr()?.port();
+        listeners.push(first);
+        for _ in 1..n {
+            listeners.push(bind(
+                SocketAddr::new(addr.ip(), port),
+                settings.listen_backlog,
+            )?);
+        }
+        let mut polls = Vec::with_capacity(n);
+        let mut links = Vec::with_capacity(n);
+        for _ in 0..n {
+            let poll = mio::Poll::new()?;
+            links.push(WorkerLink::new(mio::Waker::new(
+                poll.registry(),
+                worker::WAKER,
+            )?));
+            polls.push(poll);
+        }
+        let shared = Arc::new(Shared {
+            settings,
+            hub: Mutex::new(HubState::default()),
+            ticker_wake: Condvar::new(),
+            events: EventSink::new()?,
+            workers: links,
+            open_connections: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            frames_built: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
+        });
+        let mut threads = Vec::with_capacity(n + 1);
+        for (i, (poll, l)) in polls.into_iter().zip(listeners).enumerate() {
+            let w =
+                worker::Worker::new(i, poll, mio::net::TcpListener::from_std(l), shared.clone())?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("lc-io-{i}"))
+                    .spawn(move || w.run())?,
+            );
+        }
+        let t = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("lc-ticker".into())
+                .spawn(move || run_ticker(&t))?,
+        );
+        Ok(Self {
+            shared,
+            threads: Mutex::new(threads),
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn events(&self) -> &EventSink {
+        &self.shared.events
+    }
+
+    fn to_owner(&self, id: u64, cmd: Cmd) {
+        if let Some(w) = self.shared.worker_of(id) {
+            w.send(cmd);
+        }
+    }
+
+    pub fn subscribe(&self, id: u64, stream: &str) {
+        let sid = self.shared.hub().intern(stream);
+        self.to_owner(id, Cmd::Subscribe(id, sid));
+    }
+
+    pub fn unsubscribe(&self, id: u64, stream: &str) {
+        let sid = self.shared.hub().intern(stream);
+        self.to_owner(id, Cmd::Unsubscribe(id, sid));
+    }
+
+    pub fn publish(&self, stream: &str, event: &[u8], priority: bool) {
+        self.shared.with_hub(|h| {
+            let id = h.intern(stream);
+            h.publish(id, event, priority)
+        });
+    }
+
+    pub fn set_state(&self, stream: &str, key: &str, value: &[u8]) {
+        self.shared.with_hub(|h| {
+            let id = h.intern(stream);
+            h.set_state(id, key, value)
+        });
+    }
+
+    fn single_frame(&self, data: &[u8], binary: bool) -> Arc<SharedFrame> {
+        let s = &self.shared.settings;
+        let mut d = s.deflate.then(|| Deflater::new(s.deflate_level));
+        Arc::new(SharedFrame::message(
+            data,
+            binary,
+            d.as_mut().map(|d| (d, s.deflate_min_bytes)),
+        ))
+    }
+
+    pub fn send(&self, id: u64, data: &[u8], binary: bool) {
+        let f = self.single_frame(data, binary);
+        self.to_owner(id, Cmd::Send(id, f));
+    }
+
+    /// Returns how many ids named a live I/O thread.
+    pub fn send_many(&self, ids: &[u64], data: &[u8], binary: bool) -> usize {
+        let f = self.single_frame(data, binary);
+        let mut per_thread: Vec<Vec<u64>> = vec![Vec::new(); self.shared.workers.len()];
+        let mut n = 0;
+        for &id in ids {
+            if let Some(v) = per_thread.get_mut((id >> 56) as usize) {
+                v.push(id);
+                n += 1;
+            }
+        }
+        for (w, ids) in self.shared.workers.iter().zip(per_thread) {
+            if !ids.is_empty() {
+                w.send(Cmd::SendMany(ids, f.clone()));
+            }
+        }
+        n
+    }
+
+    pub fn close(&self, id: u64, code: u16, reason: &str) {
+        self.to_owner(id, Cmd::Close(id, code, reason.to_owned()));
+    }
+
+    pub fn stream_subscribers(&self, stream: &str) -> u32 {
+        self.shared.hub().subscribers(stream)
+    }
+
+    /// Totals, then per-thread counters.
+    pub fn stats(&self) -> (Counters, Vec<Counters>) {
+        let per: Vec<_> = self
+            .shared
+            .workers
+            .iter()
+            .map(|w| w.stats.snapshot())
+            .collect();
+        let mut total: Vec<(&'static str, u64)> = per[0].iter().map(|(k, _)| (*k, 0)).collect();
+        for t in &per {
+            for (i, (_, v)) in t.iter().enumerate() {
+                total[i].1 += v;
+            }
+        }
+        let published = self.shared.hub().events_published;
+        total.push(("events_published", published));
+        total.push(("ticks", self.shared.ticks.load(Ordering::Relaxed)));
+        total.push((
+            "frames_built",
+            self.shared.frames_built.load(Ordering::Relaxed),
+        ));
+        total.push(("io_threads", per.len() as u64));
+        (total, per)
+    }
+
+    /// Flush pending ticks, then close every connection with 1001 and join the threads.
+    pub fn stop(&self, drain: Duration) {
+        if self.shared.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        self.shared.ticker_wake.notify_all();
+        let mut threads = lock(&self.threads);
+        // The ticker is last: join it first so its final ticks are queued before the closes.
+        if let Some(t) = threads.pop() {
+            let _ = t.join();
+        }
+        for w in &self.shared.workers {
+            w.send(Cmd::Shutdown(drain));
+        }
+        for t in threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        self.stop(Duration::from_millis(0));
+    }
+}
+
+fn run_ticker(shared: &Shared) {
+    let s = &shared.settings;
+    let mut deflater = Deflater::new(s.deflate_level);
+    let mut due = Vec::new();
+    let mut hub = shared.hub();
+    loop {
+        let now = Instant::now();
+        let stopping = shared.stopped.load(Ordering::SeqCst);
+        let next = hub.take_due(now, &s.tick, &mut due);
+        if !due.is_empty() {
+            drop(hub);
+            let frames: Vec<(u32, Arc<SharedFrame>)> = due
+                .drain(..)
+                .map(|t| {
+                    let d = s.deflate.then_some((&mut deflater, s.deflate_min_bytes));
+                    (t.stream_id, Arc::new(tick::build(&t.parts(), d)))
+                })
+                .collect();
+            shared
+                .frames_built
+                .fetch_add(frames.len() as u64, Ordering::Relaxed);
+            shared.ticks.fetch_add(1, Ordering::Relaxed);
+            let frames = Arc::new(frames);
+            for w in &shared.workers {
+                w.send(Cmd::Ticks(frames.clone()));
+            }
+            hub = shared.hub();
+            continue;
+        }
+        if stopping && !hub.has_pending() {
+            return;
+        }
+        let wait = match (next, stopping) {
+            (Some(t), _) => t.saturating_duration_since(now),
+            (None, true) => Duration::from_millis(1),
+            (None, false) => Duration::from_secs(1),
+        };
+        hub = shared
+            .ticker_wake
+            .wait_timeout(hub, wait)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+    }
+}
