@@ -36,11 +36,8 @@ const KEYS: &[&str] = &[
 ];
 
 fn get<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
-    let v = d
-        .get_item(key)?
-        .ok_or_else(|| PyValueError::new_err(format!("edge config: missing key {key:?}")))?;
-    v.extract::<T>()
-        .map_err(|_| PyValueError::new_err(format!("edge config: {key} has the wrong type: {v:?}")))
+    let v = d.get_item(key)?.ok_or_else(|| PyValueError::new_err(format!("edge config: missing key {key:?}")))?;
+    v.extract::<T>().map_err(|_| PyValueError::new_err(format!("edge config: {key} has the wrong type: {v:?}")))
 }
 
 fn ms<'py>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<Duration> {
@@ -53,20 +50,14 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<Settings> {
     for k in d.keys() {
         let k: String = k.extract()?;
         if !KEYS.contains(&k.as_str()) {
-            return Err(PyValueError::new_err(format!(
-                "edge config: unknown key {k:?}"
-            )));
+            return Err(PyValueError::new_err(format!("edge config: unknown key {k:?}")));
         }
     }
     let mode = match get::<String>(&d, "mode")?.as_str() {
         "app" => Mode::App,
         "echo" => Mode::Echo,
         "fanout" => Mode::Fanout,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "edge config: mode {other:?} is not app/echo/fanout"
-            )))
-        }
+        other => return Err(PyValueError::new_err(format!("edge config: mode {other:?} is not app/echo/fanout"))),
     };
     let s = Settings {
         host: get(&d, "host")?,
@@ -96,24 +87,16 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<Settings> {
         validate_msgpack: get(&d, "validate_msgpack")?,
     };
     if s.io_threads == 0 || s.io_threads > 127 {
-        return Err(PyValueError::new_err(
-            "edge config: io_threads must be 1..=127",
-        ));
+        return Err(PyValueError::new_err("edge config: io_threads must be 1..=127"));
     }
     if s.tick.min > s.tick.max || s.tick.min.is_zero() {
-        return Err(PyValueError::new_err(
-            "edge config: need 0 < tick_min_ms <= tick_max_ms",
-        ));
+        return Err(PyValueError::new_err("edge config: need 0 < tick_min_ms <= tick_max_ms"));
     }
     if s.send_queue_soft_bytes > s.send_queue_hard_bytes {
-        return Err(PyValueError::new_err(
-            "edge config: send_queue_soft_bytes > send_queue_hard_bytes",
-        ));
+        return Err(PyValueError::new_err("edge config: send_queue_soft_bytes > send_queue_hard_bytes"));
     }
     if s.deflate_level > 9 {
-        return Err(PyValueError::new_err(
-            "edge config: deflate_level must be 0..=9",
-        ));
+        return Err(PyValueError::new_err("edge config: deflate_level must be 0..=9"));
     }
     Ok(s)
 }

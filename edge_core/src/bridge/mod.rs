@@ -30,20 +30,13 @@ struct Edge {
 
 impl Edge {
     fn core(&self) -> PyResult<Arc<server::Edge>> {
-        server::shared::lock(&self.running)
-            .clone()
-            .ok_or_else(|| PyRuntimeError::new_err("edge is not started"))
+        server::shared::lock(&self.running).clone().ok_or_else(|| PyRuntimeError::new_err("edge is not started"))
     }
 }
 
 fn event_to_py<'py>(py: Python<'py>, e: Event) -> PyResult<Bound<'py, PyTuple>> {
     Ok(match e {
-        Event::Open {
-            id,
-            path,
-            peer,
-            authorization,
-        } => {
+        Event::Open { id, path, peer, authorization } => {
             let data = (path, peer, authorization).into_pyobject(py)?;
             (EVENT_OPEN, id, data).into_pyobject(py)?
         }
@@ -64,10 +57,7 @@ fn event_to_py<'py>(py: Python<'py>, e: Event) -> PyResult<Bound<'py, PyTuple>> 
 impl Edge {
     #[new]
     fn new(config: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self {
-            settings: config::extract(config)?,
-            running: Mutex::new(None),
-        })
+        Ok(Self { settings: config::extract(config)?, running: Mutex::new(None) })
     }
 
     fn start(&self, py: Python<'_>) -> PyResult<u16> {
@@ -76,9 +66,7 @@ impl Edge {
             return Err(PyRuntimeError::new_err("edge already started"));
         }
         let settings = self.settings.clone();
-        let edge = py
-            .detach(|| server::Edge::start(settings))
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let edge = py.detach(|| server::Edge::start(settings)).map_err(|e| PyOSError::new_err(e.to_string()))?;
         let port = edge.port();
         *running = Some(Arc::new(edge));
         Ok(port)
@@ -92,10 +80,7 @@ impl Edge {
     fn drain<'py>(&self, py: Python<'py>, max_events: usize) -> PyResult<Bound<'py, PyList>> {
         let core = self.core()?;
         let events = py.detach(|| core.events().drain(max_events));
-        let items = events
-            .into_iter()
-            .map(|e| event_to_py(py, e))
-            .collect::<PyResult<Vec<_>>>()?;
+        let items = events.into_iter().map(|e| event_to_py(py, e)).collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)
     }
 
@@ -112,9 +97,7 @@ impl Edge {
     #[pyo3(signature = (stream, event, priority = false))]
     fn publish(&self, py: Python<'_>, stream: &str, event: &[u8], priority: bool) -> PyResult<()> {
         if msgpack::validate(event).is_err() {
-            return Err(PyValueError::new_err(
-                "event must be exactly one msgpack value",
-            ));
+            return Err(PyValueError::new_err("event must be exactly one msgpack value"));
         }
         let core = self.core()?;
         py.detach(|| core.publish(stream, event, priority));
@@ -123,9 +106,7 @@ impl Edge {
 
     fn set_state(&self, stream: &str, key: &str, value: &[u8]) -> PyResult<()> {
         if msgpack::validate(value).is_err() {
-            return Err(PyValueError::new_err(
-                "state value must be exactly one msgpack value",
-            ));
+            return Err(PyValueError::new_err("state value must be exactly one msgpack value"));
         }
         self.core()?.set_state(stream, key, value);
         Ok(())
@@ -138,13 +119,7 @@ impl Edge {
     }
 
     #[pyo3(signature = (conn_ids, data, binary = true))]
-    fn send_many(
-        &self,
-        py: Python<'_>,
-        conn_ids: Vec<u64>,
-        data: &[u8],
-        binary: bool,
-    ) -> PyResult<usize> {
+    fn send_many(&self, py: Python<'_>, conn_ids: Vec<u64>, data: &[u8], binary: bool) -> PyResult<usize> {
         let core = self.core()?;
         Ok(py.detach(|| core.send_many(&conn_ids, data, binary)))
     }
@@ -156,9 +131,7 @@ impl Edge {
             || (1007..=1014).contains(&code)
             || (3000..=4999).contains(&code))
         {
-            return Err(PyValueError::new_err(format!(
-                "close code {code} may not be sent"
-            )));
+            return Err(PyValueError::new_err(format!("close code {code} may not be sent")));
         }
         self.core()?.close(conn_id, code, reason);
         Ok(())
@@ -203,17 +176,8 @@ impl Edge {
 /// A whole frame: unmasked as the server sends it, or masked with `mask` as a client does.
 #[pyfunction]
 #[pyo3(signature = (payload, binary = true, mask = None))]
-fn encode_frame<'py>(
-    py: Python<'py>,
-    payload: &[u8],
-    binary: bool,
-    mask: Option<[u8; 4]>,
-) -> Bound<'py, PyBytes> {
-    let op = if binary {
-        frame::OP_BINARY
-    } else {
-        frame::OP_TEXT
-    };
+fn encode_frame<'py>(py: Python<'py>, payload: &[u8], binary: bool, mask: Option<[u8; 4]>) -> Bound<'py, PyBytes> {
+    let op = if binary { frame::OP_BINARY } else { frame::OP_TEXT };
     let f = match mask {
         Some(m) => frame::encode_client_frame(true, false, op, payload, m),
         None => frame::encode_frame(op, false, payload),
@@ -233,10 +197,7 @@ fn decode_client_frames<'py>(
     let mut buf = data.to_vec();
     let cfg = RxConfig {
         max_message,
-        deflate: deflate.then_some(DeflateParams {
-            client_no_context_takeover: true,
-            server_max_window_bits: 15,
-        }),
+        deflate: deflate.then_some(DeflateParams { client_no_context_takeover: true, server_max_window_bits: 15 }),
     };
     let mut st = codec::RxState::default();
     let mut scratch = Scratch::default();
@@ -248,10 +209,7 @@ fn decode_client_frames<'py>(
         true
     })
     .map_err(|e| PyValueError::new_err(format!("close {}: {}", e.code, e.reason)))?;
-    Ok((
-        PyList::new(py, out.iter().map(|b| PyBytes::new(py, b)))?,
-        used,
-    ))
+    Ok((PyList::new(py, out.iter().map(|b| PyBytes::new(py, b)))?, used))
 }
 
 /// permessage-deflate compression of one message (no context takeover, tail stripped).
@@ -282,21 +240,9 @@ fn msgpack_valid(data: &[u8]) -> bool {
 
 /// The msgpack payload of a tick frame holding `events` (each one msgpack value).
 #[pyfunction]
-fn encode_tick<'py>(
-    py: Python<'py>,
-    stream: &str,
-    seq: u64,
-    events: Vec<Vec<u8>>,
-) -> Bound<'py, PyBytes> {
+fn encode_tick<'py>(py: Python<'py>, stream: &str, seq: u64, events: Vec<Vec<u8>>) -> Bound<'py, PyBytes> {
     let joined: Vec<u8> = events.concat();
-    let parts = TickParts {
-        stream,
-        seq,
-        events: &joined,
-        count: events.len() as u32,
-        state: &[],
-        priority: false,
-    };
+    let parts = TickParts { stream, seq, events: &joined, count: events.len() as u32, state: &[], priority: false };
     PyBytes::new(py, &tick::encode_tick(&parts))
 }
 

@@ -23,9 +23,7 @@ impl TickTiming {
     /// Shortest gap between two frames of a stream with `subscribers` subscribers: a stream of
     /// 15 000 viewers at a 300 000/s budget ticks at most every 50 ms; a small room every `min`.
     pub fn interval(&self, subscribers: u32) -> Duration {
-        let per_frame = Duration::from_micros(
-            u64::from(subscribers) * 1_000_000 / self.budget_deliveries.max(1),
-        );
+        let per_frame = Duration::from_micros(u64::from(subscribers) * 1_000_000 / self.budget_deliveries.max(1));
         per_frame.clamp(self.min, self.max)
     }
 }
@@ -39,10 +37,7 @@ struct Pending {
 impl Pending {
     fn take(&mut self) -> (Vec<u8>, u32) {
         let cap = self.events.capacity().min(64 * 1024);
-        let events = std::mem::replace(
-            &mut self.events,
-            Vec::with_capacity(if self.count > 0 { cap } else { 0 }),
-        );
+        let events = std::mem::replace(&mut self.events, Vec::with_capacity(if self.count > 0 { cap } else { 0 }));
         (events, std::mem::take(&mut self.count))
     }
 }
@@ -131,11 +126,7 @@ impl HubState {
     /// Append one msgpack event. Returns true when the ticker should be woken (first dirty stream).
     pub fn publish(&mut self, id: u32, event: &[u8], priority: bool) -> bool {
         let s = self.streams.get_mut(&id).expect("interned");
-        let p = if priority {
-            &mut s.priority
-        } else {
-            &mut s.normal
-        };
+        let p = if priority { &mut s.priority } else { &mut s.normal };
         p.events.extend_from_slice(event);
         p.count += 1;
         self.events_published += 1;
@@ -147,10 +138,7 @@ impl HubState {
         let s = self.streams.get_mut(&id).expect("interned");
         if text {
             // The codec validated the text as UTF-8.
-            mp::write_str(
-                &mut s.normal.events,
-                std::str::from_utf8(payload).unwrap_or(""),
-            );
+            mp::write_str(&mut s.normal.events, std::str::from_utf8(payload).unwrap_or(""));
         } else {
             mp::write_bin(&mut s.normal.events, payload);
         }
@@ -177,28 +165,18 @@ impl HubState {
     }
 
     pub fn subscribers(&self, name: &str) -> u32 {
-        self.ids
-            .get(name)
-            .and_then(|id| self.streams.get(id))
-            .map_or(0, |s| s.subscribers)
+        self.ids.get(name).and_then(|id| self.streams.get(id)).map_or(0, |s| s.subscribers)
     }
 
     /// Take every tick due at `now` (priority frame first) and return when the next is due.
-    pub fn take_due(
-        &mut self,
-        now: Instant,
-        timing: &TickTiming,
-        out: &mut Vec<DueTick>,
-    ) -> Option<Instant> {
+    pub fn take_due(&mut self, now: Instant, timing: &TickTiming, out: &mut Vec<DueTick>) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut still_dirty = Vec::new();
         for id in std::mem::take(&mut self.dirty) {
             let Some(s) = self.streams.get_mut(&id) else {
                 continue;
             };
-            let due_at = s
-                .last_flush
-                .map_or(now, |t| t + timing.interval(s.subscribers));
+            let due_at = s.last_flush.map_or(now, |t| t + timing.interval(s.subscribers));
             if due_at > now {
                 next = Some(next.map_or(due_at, |n| n.min(due_at)));
                 still_dirty.push(id);
@@ -248,11 +226,8 @@ impl HubState {
 mod tests {
     use super::*;
 
-    const T: TickTiming = TickTiming {
-        min: Duration::from_millis(10),
-        max: Duration::from_millis(100),
-        budget_deliveries: 300_000,
-    };
+    const T: TickTiming =
+        TickTiming { min: Duration::from_millis(10), max: Duration::from_millis(100), budget_deliveries: 300_000 };
 
     #[test]
     fn interval_scales_with_audience() {

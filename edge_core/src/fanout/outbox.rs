@@ -78,35 +78,20 @@ impl Outbox {
 
     /// Queue a tick frame. Above `soft` bytes, stale unstarted tick frames are dropped first so
     /// the client always gets the newest tick; priority frames are never dropped.
-    pub fn push_shared(
-        &mut self,
-        f: Arc<SharedFrame>,
-        deflated: bool,
-        soft: usize,
-        hard: usize,
-    ) -> PushOutcome {
+    pub fn push_shared(&mut self, f: Arc<SharedFrame>, deflated: bool, soft: usize, hard: usize) -> PushOutcome {
         let mut out = PushOutcome::default();
         if !f.priority && self.queued_bytes() > soft {
             out.skipped = self.drop_stale();
         }
-        self.push(Entry {
-            chunk: Chunk::Shared(f),
-            deflated,
-        });
+        self.push(Entry { chunk: Chunk::Shared(f), deflated });
         out.over_hard_cap = self.queued_bytes() > hard;
         out
     }
 
     /// Queue bytes on the priority lane (acks, errors, control frames).
     pub fn push_owned(&mut self, frame: Box<[u8]>, hard: usize) -> PushOutcome {
-        self.push(Entry {
-            chunk: Chunk::Owned(frame),
-            deflated: false,
-        });
-        PushOutcome {
-            skipped: 0,
-            over_hard_cap: self.queued_bytes() > hard,
-        }
+        self.push(Entry { chunk: Chunk::Owned(frame), deflated: false });
+        PushOutcome { skipped: 0, over_hard_cap: self.queued_bytes() > hard }
     }
 
     fn drop_stale(&mut self) -> u32 {
@@ -133,10 +118,7 @@ impl Outbox {
         let keep = usize::from(self.head_written > 0).min(self.entries.len());
         let dropped = (self.entries.len() - keep) as u32;
         self.entries.truncate(keep);
-        self.queued = self
-            .entries
-            .front()
-            .map_or(0, |e| (e.bytes().len() - self.head_written as usize) as u32);
+        self.queued = self.entries.front().map_or(0, |e| (e.bytes().len() - self.head_written as usize) as u32);
         dropped
     }
 
@@ -149,11 +131,7 @@ impl Outbox {
                 let mut count = 0;
                 for (i, e) in self.entries.iter().take(MAX_IOV).enumerate() {
                     let b = e.bytes();
-                    iov[i] = IoSlice::new(if i == 0 {
-                        &b[self.head_written as usize..]
-                    } else {
-                        b
-                    });
+                    iov[i] = IoSlice::new(if i == 0 { &b[self.head_written as usize..] } else { b });
                     count += 1;
                 }
                 match w.write_vectored(&iov[..count]) {
@@ -171,10 +149,7 @@ impl Outbox {
             self.queued -= n as u32;
             let mut left = n;
             while left > 0 {
-                let front = self
-                    .entries
-                    .front()
-                    .map_or(0, |e| e.bytes().len() - self.head_written as usize);
+                let front = self.entries.front().map_or(0, |e| e.bytes().len() - self.head_written as usize);
                 if left >= front {
                     left -= front;
                     self.head_written = 0;
@@ -224,12 +199,7 @@ mod tests {
     }
 
     fn tick(byte: u8, len: usize, priority: bool) -> Arc<SharedFrame> {
-        Arc::new(SharedFrame {
-            plain: vec![byte; len].into(),
-            deflated: None,
-            events: 1,
-            priority,
-        })
+        Arc::new(SharedFrame { plain: vec![byte; len].into(), deflated: None, events: 1, priority })
     }
 
     #[test]
@@ -238,10 +208,7 @@ mod tests {
         for b in 0..5u8 {
             o.push_shared(tick(b, 10, false), false, 1000, 2000);
         }
-        let mut s = Sink {
-            got: vec![],
-            room: 23,
-        };
+        let mut s = Sink { got: vec![], room: 23 };
         let r = o.flush(&mut s).unwrap();
         assert!(r.blocked);
         assert_eq!((r.bytes, r.frames, o.queued_bytes()), (23, 2, 27));
@@ -255,23 +222,14 @@ mod tests {
     #[test]
     fn slow_consumer_skips_stale_ticks_keeps_priority() {
         let mut o = Outbox::default();
-        let mut s = Sink {
-            got: vec![],
-            room: 5,
-        };
+        let mut s = Sink { got: vec![], room: 5 };
         o.push_shared(tick(1, 10, false), false, 15, 100);
         o.flush(&mut s).unwrap();
         o.push_shared(tick(2, 10, true), false, 15, 100);
         o.push_shared(tick(3, 10, false), false, 15, 100);
         // Above the soft cap: tick 3 is stale, tick 1 is half-written and must finish.
         let r = o.push_shared(tick(4, 10, false), false, 15, 100);
-        assert_eq!(
-            r,
-            PushOutcome {
-                skipped: 1,
-                over_hard_cap: false
-            }
-        );
+        assert_eq!(r, PushOutcome { skipped: 1, over_hard_cap: false });
         s.room = 1000;
         o.flush(&mut s).unwrap();
         let want: Vec<u8> = [[1u8; 10], [2; 10], [4; 10]].concat();
@@ -281,10 +239,7 @@ mod tests {
     #[test]
     fn hard_cap_is_reported_and_clear_keeps_partial_head() {
         let mut o = Outbox::default();
-        let mut s = Sink {
-            got: vec![],
-            room: 3,
-        };
+        let mut s = Sink { got: vec![], room: 3 };
         assert!(!o.push_owned(vec![9; 10].into(), 25).over_hard_cap);
         o.flush(&mut s).unwrap();
         o.push_owned(vec![8; 10].into(), 25);

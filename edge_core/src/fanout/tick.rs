@@ -38,11 +38,7 @@ impl SharedFrame {
     }
 }
 
-fn compress_frame(
-    opcode: u8,
-    payload: &[u8],
-    deflater: Option<(&mut Deflater, usize)>,
-) -> Option<Box<[u8]>> {
+fn compress_frame(opcode: u8, payload: &[u8], deflater: Option<(&mut Deflater, usize)>) -> Option<Box<[u8]>> {
     let (d, min) = deflater?;
     if payload.len() < min {
         return None;
@@ -128,14 +124,7 @@ mod tests {
             mp::write_uint(&mut events, i);
         }
         let state = vec![("viewers".into(), vec![0xCD, 0x3A, 0x98].into_boxed_slice())];
-        let parts = TickParts {
-            stream: "s1",
-            seq: 7,
-            events: &events,
-            count: 50,
-            state: &state,
-            priority: false,
-        };
+        let parts = TickParts { stream: "s1", seq: 7, events: &events, count: 50, state: &state, priority: false };
         let mut d = Deflater::new(3);
         let f = build(&parts, Some((&mut d, 64)));
         let h = frame::parse_header(&f.plain).unwrap().unwrap();
@@ -151,9 +140,7 @@ mod tests {
         let zh = frame::parse_header(z).unwrap().unwrap();
         assert!(zh.rsv1 && z.len() < f.plain.len());
         let mut out = Vec::new();
-        Inflater::default()
-            .inflate(&z[zh.header_len..], &mut out, 1 << 20)
-            .unwrap();
+        Inflater::default().inflate(&z[zh.header_len..], &mut out, 1 << 20).unwrap();
         assert_eq!(out, &f.plain[h.header_len..]);
     }
 }

@@ -39,8 +39,7 @@ pub fn parse_payload(payload: &[u8]) -> Result<(u16, &str), CloseError> {
             if !is_valid_received(code) {
                 return Err(CloseError::BadCode);
             }
-            let reason =
-                simdutf8::basic::from_utf8(&payload[2..]).map_err(|_| CloseError::BadReason)?;
+            let reason = simdutf8::basic::from_utf8(&payload[2..]).map_err(|_| CloseError::BadReason)?;
             Ok((code, reason))
         }
     }
@@ -77,10 +76,7 @@ mod tests {
         assert_eq!(parse_payload(&[]), Ok((NO_STATUS, "")));
         assert_eq!(parse_payload(&[3]), Err(CloseError::BadCode));
         assert_eq!(parse_payload(&[0x03, 0xe8, b'o', b'k']), Ok((1000, "ok")));
-        assert_eq!(
-            parse_payload(&[0x03, 0xe8, 0xff]),
-            Err(CloseError::BadReason)
-        );
+        assert_eq!(parse_payload(&[0x03, 0xe8, 0xff]), Err(CloseError::BadReason));
         let long = "é".repeat(100);
         let p = encode_payload(1000, &long);
         assert!(p.len() <= 125);

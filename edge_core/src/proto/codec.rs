@@ -91,24 +91,15 @@ fn check_header(h: &FrameHeader, st: &RxState, cfg: &RxConfig) -> Result<(), Pro
         }
         frame::OP_TEXT | frame::OP_BINARY => {
             if st.fragment.is_some() {
-                return Err(err(
-                    close::PROTOCOL_ERROR,
-                    "new message inside a fragmented one",
-                ));
+                return Err(err(close::PROTOCOL_ERROR, "new message inside a fragmented one"));
             }
             if h.rsv1 && cfg.deflate.is_none() {
-                return Err(err(
-                    close::PROTOCOL_ERROR,
-                    "RSV1 without permessage-deflate",
-                ));
+                return Err(err(close::PROTOCOL_ERROR, "RSV1 without permessage-deflate"));
             }
         }
         frame::OP_CONTINUATION => {
             if st.fragment.is_none() {
-                return Err(err(
-                    close::PROTOCOL_ERROR,
-                    "continuation with no message to continue",
-                ));
+                return Err(err(close::PROTOCOL_ERROR, "continuation with no message to continue"));
             }
             if h.rsv1 {
                 return Err(err(close::PROTOCOL_ERROR, "RSV1 on a continuation frame"));
@@ -144,11 +135,7 @@ fn inflate<'s>(
     }
 }
 
-fn deliver(
-    text: bool,
-    data: &[u8],
-    on: &mut impl FnMut(Incoming<'_>) -> bool,
-) -> Result<bool, ProtocolError> {
+fn deliver(text: bool, data: &[u8], on: &mut impl FnMut(Incoming<'_>) -> bool) -> Result<bool, ProtocolError> {
     if text {
         if simdutf8::basic::from_utf8(data).is_err() {
             return Err(err(close::INVALID_PAYLOAD, "text message is not UTF-8"));
@@ -174,12 +161,7 @@ pub fn decode(
         let h = match frame::parse_header(&buf[pos..]) {
             Ok(Some(h)) => h,
             Ok(None) => return Ok(pos),
-            Err(_) => {
-                return Err(err(
-                    close::PROTOCOL_ERROR,
-                    "frame length has the top bit set",
-                ))
-            }
+            Err(_) => return Err(err(close::PROTOCOL_ERROR, "frame length has the top bit set")),
         };
         check_header(&h, st, cfg)?;
         // check_header bounds len by max_message, so it fits usize.
@@ -201,9 +183,7 @@ pub fn decode(
             frame::OP_CLOSE => {
                 let (code, reason) = close::parse_payload(payload).map_err(|e| match e {
                     close::CloseError::BadCode => err(close::PROTOCOL_ERROR, "invalid close code"),
-                    close::CloseError::BadReason => {
-                        err(close::INVALID_PAYLOAD, "close reason is not UTF-8")
-                    }
+                    close::CloseError::BadReason => err(close::INVALID_PAYLOAD, "close reason is not UTF-8"),
                 })?;
                 on(Incoming::Close(code, reason));
                 return Ok(pos);
@@ -233,29 +213,19 @@ pub fn decode(
                 }
             }
             _ => {
-                let f = st
-                    .fragment
-                    .as_mut()
-                    .ok_or(err(close::PROTOCOL_ERROR, "continuation"))?;
+                let f = st.fragment.as_mut().ok_or(err(close::PROTOCOL_ERROR, "continuation"))?;
                 if f.text && !f.compressed && f.utf8.feed(payload, h.fin).is_err() {
                     return Err(err(close::INVALID_PAYLOAD, "text message is not UTF-8"));
                 }
                 f.data.extend_from_slice(payload);
                 if h.fin {
-                    let f = st
-                        .fragment
-                        .take()
-                        .ok_or(err(close::PROTOCOL_ERROR, "continuation"))?;
+                    let f = st.fragment.take().ok_or(err(close::PROTOCOL_ERROR, "continuation"))?;
                     if f.compressed {
                         let data = inflate(st, cfg, scratch, &f.data)?;
                         deliver(f.text, data, &mut on)?
                     } else {
                         // Text was validated piece by piece as it arrived.
-                        on(if f.text {
-                            Incoming::Text(&f.data)
-                        } else {
-                            Incoming::Binary(&f.data)
-                        })
+                        on(if f.text { Incoming::Text(&f.data) } else { Incoming::Binary(&f.data) })
                     }
                 } else {
                     true
@@ -272,9 +242,7 @@ pub fn decode(
 mod tests {
     use super::*;
     use crate::proto::deflate::Deflater;
-    use crate::proto::frame::{
-        encode_client_frame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT,
-    };
+    use crate::proto::frame::{encode_client_frame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT};
     use proptest::prelude::*;
 
     #[derive(Debug, PartialEq, Eq)]
@@ -288,10 +256,7 @@ mod tests {
     fn cfg(deflate: bool) -> RxConfig {
         RxConfig {
             max_message: 1 << 16,
-            deflate: deflate.then_some(DeflateParams {
-                client_no_context_takeover: false,
-                server_max_window_bits: 15,
-            }),
+            deflate: deflate.then_some(DeflateParams { client_no_context_takeover: false, server_max_window_bits: 15 }),
         }
     }
 
@@ -327,47 +292,29 @@ mod tests {
     fn policy_errors() {
         let c = cfg(false);
         let unmasked = frame::encode_frame(OP_TEXT, false, b"hi");
-        assert_eq!(
-            run(&c, &unmasked, 100).unwrap_err().code,
-            close::PROTOCOL_ERROR
-        );
+        assert_eq!(run(&c, &unmasked, 100).unwrap_err().code, close::PROTOCOL_ERROR);
         let rsv1 = encode_client_frame(true, true, OP_TEXT, b"hi", K);
         assert_eq!(run(&c, &rsv1, 100).unwrap_err().code, close::PROTOCOL_ERROR);
         let op = encode_client_frame(true, false, 0x3, b"", K);
         assert_eq!(run(&c, &op, 100).unwrap_err().code, close::PROTOCOL_ERROR);
         let big_ping = encode_client_frame(true, false, OP_PING, &[0; 126], K);
-        assert_eq!(
-            run(&c, &big_ping, 1000).unwrap_err().code,
-            close::PROTOCOL_ERROR
-        );
+        assert_eq!(run(&c, &big_ping, 1000).unwrap_err().code, close::PROTOCOL_ERROR);
         let cont = encode_client_frame(true, false, OP_CONTINUATION, b"x", K);
         assert_eq!(run(&c, &cont, 100).unwrap_err().code, close::PROTOCOL_ERROR);
         let bad = encode_client_frame(true, false, OP_TEXT, &[0xCE, 0xBA, 0xFF], K);
         assert_eq!(run(&c, &bad, 100).unwrap_err().code, close::INVALID_PAYLOAD);
         let bad_close = encode_client_frame(true, false, OP_CLOSE, &[0x03, 0xEC], K);
-        assert_eq!(
-            run(&c, &bad_close, 100).unwrap_err().code,
-            close::PROTOCOL_ERROR
-        );
+        assert_eq!(run(&c, &bad_close, 100).unwrap_err().code, close::PROTOCOL_ERROR);
     }
 
     #[test]
     fn oversize_is_refused_from_the_header() {
-        let c = RxConfig {
-            max_message: 100,
-            deflate: None,
-        };
+        let c = RxConfig { max_message: 100, deflate: None };
         let f = encode_client_frame(true, false, OP_BINARY, &[0; 101], K);
         // Only the header has arrived: the refusal must not wait for the payload.
         assert_eq!(run(&c, &f[..8], 8).unwrap_err().code, close::TOO_BIG);
         let mut two = encode_client_frame(false, false, OP_BINARY, &[0; 60], K);
-        two.extend(encode_client_frame(
-            true,
-            false,
-            OP_CONTINUATION,
-            &[0; 60],
-            K,
-        ));
+        two.extend(encode_client_frame(true, false, OP_CONTINUATION, &[0; 60], K));
         assert_eq!(run(&c, &two, 1000).unwrap_err().code, close::TOO_BIG);
     }
 
@@ -385,30 +332,14 @@ mod tests {
     fn control_inside_fragments_and_close() {
         let mut w = encode_client_frame(false, false, OP_TEXT, "héllo ".as_bytes(), K);
         w.extend(encode_client_frame(true, false, OP_PING, b"p", K));
-        w.extend(encode_client_frame(
-            true,
-            false,
-            OP_CONTINUATION,
-            "wörld".as_bytes(),
-            K,
-        ));
-        w.extend(encode_client_frame(
-            true,
-            false,
-            OP_CLOSE,
-            &close::encode_payload(1000, "bye"),
-            K,
-        ));
+        w.extend(encode_client_frame(true, false, OP_CONTINUATION, "wörld".as_bytes(), K));
+        w.extend(encode_client_frame(true, false, OP_CLOSE, &close::encode_payload(1000, "bye"), K));
         w.extend(encode_client_frame(true, false, OP_TEXT, b"after close", K));
         for chunk in [1, 3, 7, 1000] {
             let got = run(&cfg(false), &w, chunk).unwrap();
             assert_eq!(
                 got,
-                vec![
-                    Got::Ping(b"p".to_vec()),
-                    Got::Text("héllo wörld".into()),
-                    Got::Close(1000, "bye".into())
-                ]
+                vec![Got::Ping(b"p".to_vec()), Got::Text("héllo wörld".into()), Got::Close(1000, "bye".into())]
             );
         }
     }
@@ -419,11 +350,7 @@ mod tests {
         let mut first = true;
         let mut i = 0;
         loop {
-            let n = if sizes.is_empty() {
-                rest.len()
-            } else {
-                sizes[i % sizes.len()].min(rest.len())
-            };
+            let n = if sizes.is_empty() { rest.len() } else { sizes[i % sizes.len()].min(rest.len()) };
             i += 1;
             let (piece, tail) = rest.split_at(n);
             let fin = tail.is_empty();

@@ -38,10 +38,7 @@ fn parse_bits(value: Option<&str>) -> Option<u8> {
 
 /// One offer's parameters, or None when the offer is malformed (RFC 7692 §5: decline it).
 fn parse_offer(params: &str) -> Option<DeflateParams> {
-    let mut out = DeflateParams {
-        client_no_context_takeover: false,
-        server_max_window_bits: 15,
-    };
+    let mut out = DeflateParams { client_no_context_takeover: false, server_max_window_bits: 15 };
     let (mut seen_snct, mut seen_cnct, mut seen_smwb, mut seen_cmwb) = (false, false, false, false);
     for raw in params.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, value) = match raw.split_once('=') {
@@ -75,9 +72,7 @@ fn parse_offer(params: &str) -> Option<DeflateParams> {
 ///
 /// We never send `client_max_window_bits` (our inflater takes any window), and echo
 /// `client_no_context_takeover` when offered so our inflater can be per-message.
-pub fn negotiate<'a>(
-    header_values: impl IntoIterator<Item = &'a str>,
-) -> Option<(DeflateParams, String)> {
+pub fn negotiate<'a>(header_values: impl IntoIterator<Item = &'a str>) -> Option<(DeflateParams, String)> {
     for value in header_values {
         for offer in value.split(',') {
             let (name, params) = match offer.split_once(';') {
@@ -93,10 +88,7 @@ pub fn negotiate<'a>(
                     response.push_str("; client_no_context_takeover");
                 }
                 if p.server_max_window_bits < 15 {
-                    response.push_str(&format!(
-                        "; server_max_window_bits={}",
-                        p.server_max_window_bits
-                    ));
+                    response.push_str(&format!("; server_max_window_bits={}", p.server_max_window_bits));
                 }
                 return Some((p, response));
             }
@@ -112,13 +104,15 @@ pub struct Deflater {
 
 impl Deflater {
     pub fn new(level: u32) -> Self {
-        Self {
-            inner: Compress::new_with_window_bits(
-                Compression::new(level),
-                false,
-                SERVER_WINDOW_BITS,
-            ),
-        }
+        Self::with_window(level, SERVER_WINDOW_BITS)
+    }
+
+    /// A compressor whose back-references stay within `2^bits` bytes. zlib has no raw 8-bit
+    /// window, so 8 gets stored blocks (level 0, no back-references at all), valid for any window.
+    pub fn with_window(level: u32, bits: u8) -> Self {
+        let level = if bits < 9 { 0 } else { level };
+        let bits = bits.clamp(9, 15);
+        Self { inner: Compress::new_with_window_bits(Compression::new(level), false, bits) }
     }
 
     /// Append the compressed form of `input` (tail stripped) to `out`.
@@ -133,9 +127,7 @@ impl Deflater {
             }
             let consumed = (self.inner.total_in() - before_in) as usize;
             // Compressing into a Vec fails only on an internal stream-state bug.
-            let _ = self
-                .inner
-                .compress_vec(&input[consumed..], out, FlushCompress::Sync);
+            let _ = self.inner.compress_vec(&input[consumed..], out, FlushCompress::Sync);
             let all_in = (self.inner.total_in() - before_in) as usize == input.len();
             // The sync flush is whole once it stopped with output room to spare.
             if all_in && out.len() < out.capacity() {
@@ -145,6 +137,25 @@ impl Deflater {
         if out.len() >= start + 4 && out[out.len() - 4..] == TAIL {
             out.truncate(out.len() - 4);
         }
+    }
+}
+
+/// One compressor per window size, made on first use (a thread serves clients that cap the
+/// server window at different sizes; most never do, so usually only the 15-bit one exists).
+pub struct DeflaterSet {
+    level: u32,
+    by_bits: [Option<Deflater>; 8],
+}
+
+impl DeflaterSet {
+    pub fn new(level: u32) -> Self {
+        Self { level, by_bits: Default::default() }
+    }
+
+    pub fn for_window(&mut self, bits: u8) -> &mut Deflater {
+        let bits = bits.clamp(8, 15);
+        let level = self.level;
+        self.by_bits[usize::from(bits - 8)].get_or_insert_with(|| Deflater::with_window(level, bits))
     }
 }
 
@@ -164,20 +175,13 @@ pub struct Inflater {
 
 impl Default for Inflater {
     fn default() -> Self {
-        Self {
-            inner: Decompress::new(false),
-        }
+        Self { inner: Decompress::new(false) }
     }
 }
 
 impl Inflater {
     /// Inflate one message into `out`, stopping as soon as it exceeds `max` bytes.
-    pub fn inflate(
-        &mut self,
-        input: &[u8],
-        out: &mut Vec<u8>,
-        max: usize,
-    ) -> Result<(), InflateError> {
+    pub fn inflate(&mut self, input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
         let start = out.len();
         for piece in [input, &TAIL[..]] {
             let base_in = self.inner.total_in();
@@ -227,21 +231,17 @@ mod tests {
         let (p, r) = negotiate(["permessage-deflate; client_max_window_bits"]).unwrap();
         assert!(p.accepts_shared_frames() && !p.client_no_context_takeover);
         assert_eq!(r, "permessage-deflate; server_no_context_takeover");
-        let (p, r) = negotiate(["x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=10; client_no_context_takeover"]).unwrap();
+        let (p, r) = negotiate([
+            "x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=10; client_no_context_takeover",
+        ])
+        .unwrap();
         assert!(!p.accepts_shared_frames() && p.client_no_context_takeover);
-        assert!(
-            r.contains("server_max_window_bits=10") && r.contains("client_no_context_takeover")
-        );
+        assert!(r.contains("server_max_window_bits=10") && r.contains("client_no_context_takeover"));
         // A malformed first offer is declined and the next one taken.
-        let (p, _) =
-            negotiate(["permessage-deflate; server_max_window_bits=7, permessage-deflate"])
-                .unwrap();
+        let (p, _) = negotiate(["permessage-deflate; server_max_window_bits=7, permessage-deflate"]).unwrap();
         assert_eq!(p.server_max_window_bits, 15);
         assert!(negotiate(["permessage-deflate; foo"]).is_none());
-        assert!(negotiate([
-            "permessage-deflate; server_no_context_takeover; server_no_context_takeover"
-        ])
-        .is_none());
+        assert!(negotiate(["permessage-deflate; server_no_context_takeover; server_no_context_takeover"]).is_none());
         assert!(negotiate(["permessage-deflate; client_max_window_bits=16"]).is_none());
         assert!(negotiate(["permessage-deflate; server_no_context_takeover=1"]).is_none());
     }
@@ -253,20 +253,29 @@ mod tests {
         Deflater::new(9).compress(&zeros, &mut c);
         assert!(c.len() < 20 * 1024);
         let mut out = Vec::new();
-        assert_eq!(
-            Inflater::default().inflate(&c, &mut out, 64 * 1024),
-            Err(InflateError::TooBig)
-        );
+        assert_eq!(Inflater::default().inflate(&c, &mut out, 64 * 1024), Err(InflateError::TooBig));
         assert!(out.len() <= 64 * 1024 + 64 * 1024 + 1);
+    }
+
+    #[test]
+    fn small_windows_stay_within_their_window() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 600) as u8).collect();
+        let mut set = DeflaterSet::new(6);
+        for bits in 8u8..=15 {
+            let mut z = Vec::new();
+            set.for_window(bits).compress(&data, &mut z);
+            z.extend_from_slice(&TAIL);
+            let mut d = Decompress::new_with_window_bits(false, bits.max(9));
+            let mut out = Vec::with_capacity(data.len() + 64);
+            d.decompress_vec(&z, &mut out, FlushDecompress::Sync).unwrap();
+            assert_eq!(out, data, "window {bits}");
+        }
     }
 
     #[test]
     fn corrupt_stream() {
         let mut out = Vec::new();
-        assert_eq!(
-            Inflater::default().inflate(&[0xFF, 0xFF, 0xFF], &mut out, 1000),
-            Err(InflateError::Corrupt)
-        );
+        assert_eq!(Inflater::default().inflate(&[0xFF, 0xFF, 0xFF], &mut out, 1000), Err(InflateError::Corrupt));
     }
 
     proptest! {

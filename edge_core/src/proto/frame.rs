@@ -94,14 +94,7 @@ pub fn header_len(len: usize, masked: bool) -> usize {
 }
 
 /// Append a frame header; server frames pass `mask: None`.
-pub fn write_header(
-    out: &mut Vec<u8>,
-    fin: bool,
-    rsv1: bool,
-    opcode: u8,
-    len: usize,
-    mask: Option<[u8; 4]>,
-) {
+pub fn write_header(out: &mut Vec<u8>, fin: bool, rsv1: bool, opcode: u8, len: usize, mask: Option<[u8; 4]>) {
     let b0 = (u8::from(fin) << 7) | (u8::from(rsv1) << 6) | (opcode & 0x0F);
     let mbit = if mask.is_some() { 0x80 } else { 0 };
     out.push(b0);
@@ -129,13 +122,7 @@ pub fn encode_frame(opcode: u8, rsv1: bool, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A whole masked frame as a client sends it (tests, benchmarks, the Python test surface).
-pub fn encode_client_frame(
-    fin: bool,
-    rsv1: bool,
-    opcode: u8,
-    payload: &[u8],
-    mask: [u8; 4],
-) -> Vec<u8> {
+pub fn encode_client_frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut out = Vec::with_capacity(header_len(payload.len(), true) + payload.len());
     write_header(&mut out, fin, rsv1, opcode, payload.len(), Some(mask));
     let start = out.len();
@@ -151,13 +138,7 @@ mod tests {
 
     #[test]
     fn length_forms() {
-        for (len, hl) in [
-            (0usize, 2usize),
-            (125, 2),
-            (126, 4),
-            (65535, 4),
-            (65536, 10),
-        ] {
+        for (len, hl) in [(0usize, 2usize), (125, 2), (126, 4), (65535, 4), (65536, 10)] {
             let f = encode_frame(OP_BINARY, false, &vec![7u8; len]);
             let h = parse_header(&f).unwrap().unwrap();
             assert_eq!((h.len as usize, h.header_len), (len, hl));

@@ -42,9 +42,7 @@ pub enum Parsed {
 }
 
 fn has_token(value: &[u8], token: &str) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// `Sec-WebSocket-Accept` for a client key.
@@ -62,11 +60,7 @@ pub fn parse(buf: &[u8], max_bytes: usize, allow_deflate: bool) -> Parsed {
     let consumed = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            return if buf.len() >= max_bytes {
-                Parsed::Reject(Rejection::TooLarge)
-            } else {
-                Parsed::Partial
-            };
+            return if buf.len() >= max_bytes { Parsed::Reject(Rejection::TooLarge) } else { Parsed::Partial };
         }
         Err(httparse::Error::TooManyHeaders) => return Parsed::Reject(Rejection::TooLarge),
         Err(_) => return Parsed::Reject(Rejection::BadRequest("malformed HTTP request")),
@@ -75,8 +69,7 @@ pub fn parse(buf: &[u8], max_bytes: usize, allow_deflate: bool) -> Parsed {
         return Parsed::Reject(Rejection::TooLarge);
     }
     let path = req.path.unwrap_or("/").to_owned();
-    let (mut upgrade, mut connection, mut version, mut key, mut host) =
-        (None, None, None, None, false);
+    let (mut upgrade, mut connection, mut version, mut key, mut host) = (None, None, None, None, false);
     let (mut authorization, mut forwarded_for) = (None, None);
     let mut extensions: Vec<&str> = Vec::new();
     for h in req.headers.iter() {
@@ -116,14 +109,10 @@ pub fn parse(buf: &[u8], max_bytes: usize, allow_deflate: bool) -> Parsed {
         return Parsed::Reject(Rejection::BadRequest("HTTP/1.1 required"));
     }
     if !is_upgrade || !connection.is_some_and(|c| has_token(c, "upgrade")) {
-        return Parsed::Reject(Rejection::UpgradeRequired(
-            "Upgrade: websocket and Connection: Upgrade required",
-        ));
+        return Parsed::Reject(Rejection::UpgradeRequired("Upgrade: websocket and Connection: Upgrade required"));
     }
     if version.map(<[u8]>::trim_ascii) != Some(b"13".as_slice()) {
-        return Parsed::Reject(Rejection::UpgradeRequired(
-            "Sec-WebSocket-Version must be 13",
-        ));
+        return Parsed::Reject(Rejection::UpgradeRequired("Sec-WebSocket-Version must be 13"));
     }
     if !host {
         return Parsed::Reject(Rejection::BadRequest("Host header required"));
@@ -133,25 +122,11 @@ pub fn parse(buf: &[u8], max_bytes: usize, allow_deflate: bool) -> Parsed {
     };
     match base64::engine::general_purpose::STANDARD.decode(key) {
         Ok(k) if k.len() == 16 => {}
-        _ => {
-            return Parsed::Reject(Rejection::BadRequest(
-                "Sec-WebSocket-Key must be 16 bytes, base64",
-            ))
-        }
+        _ => return Parsed::Reject(Rejection::BadRequest("Sec-WebSocket-Key must be 16 bytes, base64")),
     }
-    let deflate = if allow_deflate {
-        deflate::negotiate(extensions)
-    } else {
-        None
-    };
+    let deflate = if allow_deflate { deflate::negotiate(extensions) } else { None };
     Parsed::Upgrade(
-        Box::new(Upgrade {
-            path,
-            accept_key: accept_key(key),
-            deflate,
-            authorization,
-            forwarded_for,
-        }),
+        Box::new(Upgrade { path, accept_key: accept_key(key), deflate, authorization, forwarded_for }),
         consumed,
     )
 }
@@ -159,7 +134,9 @@ pub fn parse(buf: &[u8], max_bytes: usize, allow_deflate: bool) -> Parsed {
 /// The 101 response.
 pub fn switching_protocols(up: &Upgrade) -> Vec<u8> {
     let mut r = String::with_capacity(160);
-    r.push_str("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    r.push_str(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+    );
     r.push_str(&up.accept_key);
     if let Some((_, ext)) = &up.deflate {
         r.push_str("\r\nSec-WebSocket-Extensions: ");
@@ -170,12 +147,7 @@ pub fn switching_protocols(up: &Upgrade) -> Vec<u8> {
 }
 
 /// A complete HTTP response that closes the connection.
-pub fn http_response(
-    status: &str,
-    extra_headers: &str,
-    content_type: &str,
-    body: &[u8],
-) -> Vec<u8> {
+pub fn http_response(status: &str, extra_headers: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     let mut r = format!(
         "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra_headers}\r\n",
         body.len()
@@ -189,27 +161,19 @@ pub fn http_response(
 pub fn rejection_response(r: &Rejection) -> Vec<u8> {
     let text = |s: &str| format!("{s}\n").into_bytes();
     match r {
-        Rejection::BadRequest(why) => {
-            http_response("400 Bad Request", "", "text/plain", &text(why))
-        }
+        Rejection::BadRequest(why) => http_response("400 Bad Request", "", "text/plain", &text(why)),
         Rejection::UpgradeRequired(why) => http_response(
             "426 Upgrade Required",
             "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n",
             "text/plain",
             &text(why),
         ),
-        Rejection::MethodNotAllowed => http_response(
-            "405 Method Not Allowed",
-            "Allow: GET\r\n",
-            "text/plain",
-            &text("GET only"),
-        ),
-        Rejection::TooLarge => http_response(
-            "431 Request Header Fields Too Large",
-            "",
-            "text/plain",
-            &text("request too large"),
-        ),
+        Rejection::MethodNotAllowed => {
+            http_response("405 Method Not Allowed", "Allow: GET\r\n", "text/plain", &text("GET only"))
+        }
+        Rejection::TooLarge => {
+            http_response("431 Request Header Fields Too Large", "", "text/plain", &text("request too large"))
+        }
         Rejection::PlainGet(_) => http_response(
             "426 Upgrade Required",
             "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n",
@@ -221,12 +185,7 @@ pub fn rejection_response(r: &Rejection) -> Vec<u8> {
 
 /// 503 when the edge is at `max_connections` or draining.
 pub fn unavailable_response() -> Vec<u8> {
-    http_response(
-        "503 Service Unavailable",
-        "Retry-After: 5\r\n",
-        "text/plain",
-        b"edge at capacity\n",
-    )
+    http_response("503 Service Unavailable", "Retry-After: 5\r\n", "text/plain", b"edge at capacity\n")
 }
 
 #[cfg(test)]
@@ -241,18 +200,15 @@ mod tests {
 
     #[test]
     fn rfc_example_accept_key() {
-        assert_eq!(
-            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
     fn valid_upgrade() {
-        let r = req("Authorization: Bearer abc\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n");
-        let Parsed::Upgrade(up, n) = parse(&r, 8192, true) else {
-            panic!("not upgraded")
-        };
+        let r = req(
+            "Authorization: Bearer abc\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+        );
+        let Parsed::Upgrade(up, n) = parse(&r, 8192, true) else { panic!("not upgraded") };
         assert_eq!(n, r.len());
         assert_eq!(up.path, "/ws?stream=1");
         assert_eq!(up.authorization.as_deref(), Some("Bearer abc"));
@@ -260,9 +216,7 @@ mod tests {
         let resp = String::from_utf8(switching_protocols(&up)).unwrap();
         assert!(resp.starts_with("HTTP/1.1 101") && resp.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
         assert!(resp.contains("server_no_context_takeover"));
-        let Parsed::Upgrade(up, _) = parse(&r, 8192, false) else {
-            panic!()
-        };
+        let Parsed::Upgrade(up, _) = parse(&r, 8192, false) else { panic!() };
         assert!(up.deflate.is_none());
     }
 
@@ -270,48 +224,24 @@ mod tests {
     fn partial_and_too_large() {
         let r = req("");
         assert_eq!(parse(&r[..20], 8192, true), Parsed::Partial);
-        assert_eq!(
-            parse(&r[..20], 20, true),
-            Parsed::Reject(Rejection::TooLarge)
-        );
+        assert_eq!(parse(&r[..20], 20, true), Parsed::Reject(Rejection::TooLarge));
     }
 
     #[test]
     fn bad_requests() {
         let bad_version = OK.replace("Version: 13", "Version: 8") + "\r\n";
-        assert!(matches!(
-            parse(bad_version.as_bytes(), 8192, true),
-            Parsed::Reject(Rejection::UpgradeRequired(_))
-        ));
+        assert!(matches!(parse(bad_version.as_bytes(), 8192, true), Parsed::Reject(Rejection::UpgradeRequired(_))));
         let bad_key = OK.replace("dGhlIHNhbXBsZSBub25jZQ==", "short") + "\r\n";
-        assert!(matches!(
-            parse(bad_key.as_bytes(), 8192, true),
-            Parsed::Reject(Rejection::BadRequest(_))
-        ));
+        assert!(matches!(parse(bad_key.as_bytes(), 8192, true), Parsed::Reject(Rejection::BadRequest(_))));
         let post = OK.replace("GET", "POST") + "\r\n";
-        assert_eq!(
-            parse(post.as_bytes(), 8192, true),
-            Parsed::Reject(Rejection::MethodNotAllowed)
-        );
+        assert_eq!(parse(post.as_bytes(), 8192, true), Parsed::Reject(Rejection::MethodNotAllowed));
         let no_host = OK.replace("Host: x\r\n", "") + "\r\n";
-        assert!(matches!(
-            parse(no_host.as_bytes(), 8192, true),
-            Parsed::Reject(Rejection::BadRequest(_))
-        ));
+        assert!(matches!(parse(no_host.as_bytes(), 8192, true), Parsed::Reject(Rejection::BadRequest(_))));
         let no_conn = OK.replace("keep-alive, Upgrade", "keep-alive") + "\r\n";
-        assert!(matches!(
-            parse(no_conn.as_bytes(), 8192, true),
-            Parsed::Reject(Rejection::UpgradeRequired(_))
-        ));
-        assert!(matches!(
-            parse(b"\x16\x03\x01garbage\r\n\r\n", 8192, true),
-            Parsed::Reject(Rejection::BadRequest(_))
-        ));
+        assert!(matches!(parse(no_conn.as_bytes(), 8192, true), Parsed::Reject(Rejection::UpgradeRequired(_))));
+        assert!(matches!(parse(b"\x16\x03\x01garbage\r\n\r\n", 8192, true), Parsed::Reject(Rejection::BadRequest(_))));
         let plain = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert_eq!(
-            parse(plain, 8192, true),
-            Parsed::Reject(Rejection::PlainGet("/index.html".into()))
-        );
+        assert_eq!(parse(plain, 8192, true), Parsed::Reject(Rejection::PlainGet("/index.html".into())));
         let resp = String::from_utf8(rejection_response(&Rejection::UpgradeRequired("x"))).unwrap();
         assert!(resp.starts_with("HTTP/1.1 426") && resp.contains("Sec-WebSocket-Version: 13"));
     }

@@ -101,10 +101,7 @@ impl<'a> Reader<'a> {
     }
 
     fn be(&mut self, n: usize) -> Result<u64, MsgpackError> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        Ok(self.take(n)?.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     }
 }
 
@@ -243,17 +240,11 @@ fn read_value(r: &mut Reader<'_>) -> Result<Value, MsgpackError> {
 }
 
 fn read_array(r: &mut Reader<'_>, n: u64) -> Result<Value, MsgpackError> {
-    (0..n)
-        .map(|_| read_value(r))
-        .collect::<Result<_, _>>()
-        .map(Value::Array)
+    (0..n).map(|_| read_value(r)).collect::<Result<_, _>>().map(Value::Array)
 }
 
 fn read_map(r: &mut Reader<'_>, n: u64) -> Result<Value, MsgpackError> {
-    (0..n)
-        .map(|_| Ok((read_value(r)?, read_value(r)?)))
-        .collect::<Result<_, _>>()
-        .map(Value::Map)
+    (0..n).map(|_| Ok((read_value(r)?, read_value(r)?))).collect::<Result<_, _>>().map(Value::Map)
 }
 
 /// Encode a value (tests and the Python test surface).
@@ -307,9 +298,7 @@ mod tests {
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|i| Value::Int(i128::from(i))),
             any::<u64>().prop_map(|i| Value::Int(i128::from(i))),
-            any::<f64>()
-                .prop_filter("nan", |f| !f.is_nan())
-                .prop_map(Value::F64),
+            any::<f64>().prop_filter("nan", |f| !f.is_nan()).prop_map(Value::F64),
             ".{0,40}".prop_map(Value::Str),
             proptest::collection::vec(any::<u8>(), 0..300).prop_map(Value::Bin),
         ];
@@ -344,10 +333,7 @@ mod tests {
 
     #[test]
     fn refuses_lies_and_depth() {
-        assert_eq!(
-            validate(&[0xDD, 0xFF, 0xFF, 0xFF, 0xFF]),
-            Err(MsgpackError::Truncated)
-        );
+        assert_eq!(validate(&[0xDD, 0xFF, 0xFF, 0xFF, 0xFF]), Err(MsgpackError::Truncated));
         assert_eq!(validate(&[0xC1]), Err(MsgpackError::BadMarker));
         assert_eq!(validate(&[0x91; 40]), Err(MsgpackError::TooDeep));
         assert_eq!(validate(&[]), Err(MsgpackError::Truncated));

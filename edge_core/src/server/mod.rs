@@ -47,28 +47,20 @@ impl Edge {
         let addr = (settings.host.as_str(), settings.port)
             .to_socket_addrs()?
             .next()
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "host resolves to nothing")
-            })?;
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "host resolves to nothing"))?;
         let n = settings.io_threads.clamp(1, 127);
         let mut listeners = Vec::with_capacity(n);
         let first = bind(addr, settings.listen_backlog)?;
         let port = first.local_addr()?.port();
         listeners.push(first);
         for _ in 1..n {
-            listeners.push(bind(
-                SocketAddr::new(addr.ip(), port),
-                settings.listen_backlog,
-            )?);
+            listeners.push(bind(SocketAddr::new(addr.ip(), port), settings.listen_backlog)?);
         }
         let mut polls = Vec::with_capacity(n);
         let mut links = Vec::with_capacity(n);
         for _ in 0..n {
             let poll = mio::Poll::new()?;
-            links.push(WorkerLink::new(mio::Waker::new(
-                poll.registry(),
-                worker::WAKER,
-            )?));
+            links.push(WorkerLink::new(mio::Waker::new(poll.registry(), worker::WAKER)?));
             polls.push(poll);
         }
         let shared = Arc::new(Shared {
@@ -85,25 +77,12 @@ impl Edge {
         });
         let mut threads = Vec::with_capacity(n + 1);
         for (i, (poll, l)) in polls.into_iter().zip(listeners).enumerate() {
-            let w =
-                worker::Worker::new(i, poll, mio::net::TcpListener::from_std(l), shared.clone())?;
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("lc-io-{i}"))
-                    .spawn(move || w.run())?,
-            );
+            let w = worker::Worker::new(i, poll, mio::net::TcpListener::from_std(l), shared.clone())?;
+            threads.push(std::thread::Builder::new().name(format!("lc-io-{i}")).spawn(move || w.run())?);
         }
         let t = shared.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("lc-ticker".into())
-                .spawn(move || run_ticker(&t))?,
-        );
-        Ok(Self {
-            shared,
-            threads: Mutex::new(threads),
-            port,
-        })
+        threads.push(std::thread::Builder::new().name("lc-ticker".into()).spawn(move || run_ticker(&t))?);
+        Ok(Self { shared, threads: Mutex::new(threads), port })
     }
 
     pub fn port(&self) -> u16 {
@@ -147,11 +126,7 @@ impl Edge {
     fn single_frame(&self, data: &[u8], binary: bool) -> Arc<SharedFrame> {
         let s = &self.shared.settings;
         let mut d = s.deflate.then(|| Deflater::new(s.deflate_level));
-        Arc::new(SharedFrame::message(
-            data,
-            binary,
-            d.as_mut().map(|d| (d, s.deflate_min_bytes)),
-        ))
+        Arc::new(SharedFrame::message(data, binary, d.as_mut().map(|d| (d, s.deflate_min_bytes))))
     }
 
     pub fn send(&self, id: u64, data: &[u8], binary: bool) {
@@ -188,12 +163,7 @@ impl Edge {
 
     /// Totals, then per-thread counters.
     pub fn stats(&self) -> (Counters, Vec<Counters>) {
-        let per: Vec<_> = self
-            .shared
-            .workers
-            .iter()
-            .map(|w| w.stats.snapshot())
-            .collect();
+        let per: Vec<_> = self.shared.workers.iter().map(|w| w.stats.snapshot()).collect();
         let mut total: Vec<(&'static str, u64)> = per[0].iter().map(|(k, _)| (*k, 0)).collect();
         for t in &per {
             for (i, (_, v)) in t.iter().enumerate() {
@@ -203,10 +173,7 @@ impl Edge {
         let published = self.shared.hub().events_published;
         total.push(("events_published", published));
         total.push(("ticks", self.shared.ticks.load(Ordering::Relaxed)));
-        total.push((
-            "frames_built",
-            self.shared.frames_built.load(Ordering::Relaxed),
-        ));
+        total.push(("frames_built", self.shared.frames_built.load(Ordering::Relaxed)));
         total.push(("io_threads", per.len() as u64));
         (total, per)
     }
@@ -256,9 +223,7 @@ fn run_ticker(shared: &Shared) {
                     (t.stream_id, Arc::new(tick::build(&t.parts(), d)))
                 })
                 .collect();
-            shared
-                .frames_built
-                .fetch_add(frames.len() as u64, Ordering::Relaxed);
+            shared.frames_built.fetch_add(frames.len() as u64, Ordering::Relaxed);
             shared.ticks.fetch_add(1, Ordering::Relaxed);
             let frames = Arc::new(frames);
             for w in &shared.workers {
@@ -275,10 +240,6 @@ fn run_ticker(shared: &Shared) {
             (None, true) => Duration::from_millis(1),
             (None, false) => Duration::from_secs(1),
         };
-        hub = shared
-            .ticker_wake
-            .wait_timeout(hub, wait)
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0;
+        hub = shared.ticker_wake.wait_timeout(hub, wait).unwrap_or_else(std::sync::PoisonError::into_inner).0;
     }
 }

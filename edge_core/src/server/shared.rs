@@ -13,22 +13,9 @@ use crate::settings::Settings;
 /// An inbound event for Python.
 #[derive(Debug)]
 pub enum Event {
-    Open {
-        id: u64,
-        path: String,
-        peer: String,
-        authorization: Option<String>,
-    },
-    Message {
-        id: u64,
-        data: Vec<u8>,
-        text: bool,
-    },
-    Close {
-        id: u64,
-        code: u16,
-        reason: String,
-    },
+    Open { id: u64, path: String, peer: String, authorization: Option<String> },
+    Message { id: u64, data: Vec<u8>, text: bool },
+    Close { id: u64, code: u16, reason: String },
 }
 
 /// Events waiting for Python, and the eventfd that tells asyncio so.
@@ -45,10 +32,7 @@ impl EventSink {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd is a fresh descriptor nothing else owns.
-        Ok(Self {
-            queue: Mutex::new(VecDeque::new()),
-            efd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        Ok(Self { queue: Mutex::new(VecDeque::new()), efd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
     pub fn fd(&self) -> RawFd {
@@ -83,13 +67,7 @@ impl EventSink {
     pub fn drain(&self, max: usize) -> Vec<Event> {
         let mut counter: u64 = 0;
         // SAFETY: reads at most 8 bytes into a live u64 from our own non-blocking eventfd.
-        unsafe {
-            libc::read(
-                self.efd.as_raw_fd(),
-                std::ptr::from_mut(&mut counter).cast(),
-                8,
-            )
-        };
+        unsafe { libc::read(self.efd.as_raw_fd(), std::ptr::from_mut(&mut counter).cast(), 8) };
         let (out, more) = {
             let mut q = lock(&self.queue);
             let n = q.len().min(max);
@@ -173,11 +151,7 @@ pub struct WorkerLink {
 
 impl WorkerLink {
     pub fn new(waker: mio::Waker) -> Self {
-        Self {
-            cmds: Mutex::new(Vec::new()),
-            waker,
-            stats: ThreadStats::default(),
-        }
+        Self { cmds: Mutex::new(Vec::new()), waker, stats: ThreadStats::default() }
     }
 
     /// Queue a command; the thread is woken only when its queue was empty.
@@ -240,11 +214,7 @@ mod tests {
     use super::*;
 
     fn readable(fd: RawFd) -> bool {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd, zero timeout.
         unsafe { libc::poll(&mut p, 1, 0) == 1 }
     }
@@ -253,17 +223,9 @@ mod tests {
     fn eventfd_signals_once_per_batch_and_never_strands_events() {
         let s = EventSink::new().unwrap();
         assert!(!readable(s.fd()));
-        s.push_batch(&mut vec![Event::Close {
-            id: 1,
-            code: 1000,
-            reason: String::new(),
-        }]);
+        s.push_batch(&mut vec![Event::Close { id: 1, code: 1000, reason: String::new() }]);
         assert!(readable(s.fd()));
-        s.push_batch(&mut vec![Event::Close {
-            id: 2,
-            code: 1000,
-            reason: String::new(),
-        }]);
+        s.push_batch(&mut vec![Event::Close { id: 2, code: 1000, reason: String::new() }]);
         let got = s.drain(1);
         assert_eq!(got.len(), 1);
         assert!(readable(s.fd()), "one event left: still readable");

@@ -20,7 +20,7 @@ use super::shared::{Cmd, Event, Shared, ThreadStats};
 use crate::fanout::outbox::PushOutcome;
 use crate::fanout::tick::SharedFrame;
 use crate::proto::codec::{self, Incoming, RxConfig, Scratch};
-use crate::proto::deflate::Deflater;
+use crate::proto::deflate::DeflaterSet;
 use crate::proto::frame::{self, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use crate::proto::handshake::{self, Parsed, Rejection};
 use crate::proto::{close, msgpack};
@@ -54,7 +54,7 @@ fn malformed_error_frame() -> Vec<u8> {
 struct Ctx {
     shared: Arc<Shared>,
     scratch: Scratch,
-    deflater: Deflater,
+    deflaters: DeflaterSet,
     replies: Vec<u8>,
     events: Vec<Event>,
     fanout_stream: u32,
@@ -88,21 +88,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(
-        idx: usize,
-        poll: Poll,
-        mut listener: TcpListener,
-        shared: Arc<Shared>,
-    ) -> io::Result<Self> {
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+    pub fn new(idx: usize, poll: Poll, mut listener: TcpListener, shared: Arc<Shared>) -> io::Result<Self> {
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let s = &shared.settings;
-        let fanout_stream = if s.mode == Mode::Fanout {
-            shared.hub().intern(&s.fanout_stream)
-        } else {
-            u32::MAX
-        };
-        let deflater = Deflater::new(s.deflate_level);
+        let fanout_stream = if s.mode == Mode::Fanout { shared.hub().intern(&s.fanout_stream) } else { u32::MAX };
+        let deflaters = DeflaterSet::new(s.deflate_level);
         Ok(Self {
             idx,
             poll,
@@ -114,7 +104,7 @@ impl Worker {
             ctx: Ctx {
                 shared,
                 scratch: Scratch::default(),
-                deflater,
+                deflaters,
                 replies: Vec::new(),
                 events: Vec::new(),
                 fanout_stream,
@@ -181,13 +171,8 @@ impl Worker {
                 self.sweep();
                 next_sweep = self.now_ms + Self::ms(SWEEP_EVERY);
             }
-            ThreadStats::add(
-                &self.stats().loop_busy_us,
-                busy_from.elapsed().as_micros() as u64,
-            );
-            if self.shutting_down
-                && (self.conns.is_empty() || self.now_ms >= self.shutdown_deadline_ms)
-            {
+            ThreadStats::add(&self.stats().loop_busy_us, busy_from.elapsed().as_micros() as u64);
+            if self.shutting_down && (self.conns.is_empty() || self.now_ms >= self.shutdown_deadline_ms) {
                 break;
             }
         }
@@ -230,23 +215,11 @@ impl Worker {
         self.serial = (self.serial + 1) & ((1 << SERIAL_BITS) - 1);
         let id = ((self.idx as u64) << 56) | (self.serial << SLOT_BITS) | slot as u64;
         let deadline = self.now_ms + Self::ms(self.ctx.shared.settings.handshake_timeout);
-        if self
-            .poll
-            .registry()
-            .register(
-                &mut sock,
-                Token(slot),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .is_err()
-        {
+        if self.poll.registry().register(&mut sock, Token(slot), Interest::READABLE | Interest::WRITABLE).is_err() {
             return;
         }
         entry.insert(Conn::new(sock, id, self.now_ms, deadline));
-        self.ctx
-            .shared
-            .open_connections
-            .fetch_add(1, Ordering::Relaxed);
+        self.ctx.shared.open_connections.fetch_add(1, Ordering::Relaxed);
         ThreadStats::add(&self.stats().connections, 1);
         ThreadStats::add(&self.stats().accepted, 1);
     }
@@ -326,9 +299,7 @@ impl Worker {
             Mode::App => {
                 let conn = &self.conns[slot];
                 let peer = up.forwarded_for.clone().unwrap_or_else(|| {
-                    conn.sock
-                        .peer_addr()
-                        .map_or_else(|_| String::new(), |a: SocketAddr| a.to_string())
+                    conn.sock.peer_addr().map_or_else(|_| String::new(), |a: SocketAddr| a.to_string())
                 });
                 self.ctx.events.push(Event::Open {
                     id: conn.id,
@@ -369,7 +340,7 @@ impl Worker {
         }
         if let Some(e) = outcome.error {
             ThreadStats::add(&self.stats().protocol_errors, 1);
-            self.force_close(slot, e.code, e.reason);
+            self.fail(slot, e.code, e.reason);
         } else if let Some((code, reason)) = outcome.peer_close {
             self.on_peer_close(slot, code, reason);
         }
@@ -381,15 +352,8 @@ impl Worker {
         };
         if conn.state == State::Open {
             // Echo the peer's code (RFC 6455 §5.5.1); no code in, no code out.
-            let payload = if code == close::NO_STATUS {
-                Vec::new()
-            } else {
-                close::encode_payload(code, "")
-            };
-            conn.out.push_owned(
-                frame::encode_frame(OP_CLOSE, false, &payload).into_boxed_slice(),
-                usize::MAX,
-            );
+            let payload = if code == close::NO_STATUS { Vec::new() } else { close::encode_payload(code, "") };
+            conn.out.push_owned(frame::encode_frame(OP_CLOSE, false, &payload).into_boxed_slice(), usize::MAX);
             conn.close_code = code;
             conn.close_reason = Some(reason.into());
         }
@@ -414,11 +378,7 @@ impl Worker {
         }
         if r.over_hard_cap {
             ThreadStats::add(&self.stats().slow_closes, 1);
-            self.force_close(
-                slot,
-                close::SLOW_CONSUMER,
-                "slow consumer: send queue over its cap",
-            );
+            self.force_close(slot, close::SLOW_CONSUMER, "slow consumer: send queue over its cap");
         } else {
             self.mark_dirty(slot);
         }
@@ -476,7 +436,18 @@ impl Worker {
         self.mark_dirty(slot);
     }
 
-    /// Drop everything unsent, then close: protocol errors, slow consumers, write timeouts.
+    /// Fail the connection (RFC 6455 §7.1.7) on a protocol error: what was already queued (the
+    /// replies to frames before the bad one) still goes, then our close frame, then we close TCP
+    /// without waiting for the peer's close.
+    fn fail(&mut self, slot: usize, code: u16, reason: &str) {
+        self.begin_close(slot, code, reason);
+        if let Some(conn) = self.conns.get_mut(slot) {
+            conn.inbuf = Vec::new();
+            conn.state = State::Finishing;
+        }
+    }
+
+    /// Drop everything unsent, then close: slow consumers, write timeouts.
     fn force_close(&mut self, slot: usize, code: u16, reason: &str) {
         if let Some(conn) = self.conns.get_mut(slot) {
             conn.out.clear_unsent();
@@ -588,10 +559,7 @@ impl Worker {
                 reason: conn.close_reason.map(String::from).unwrap_or_default(),
             });
         }
-        self.ctx
-            .shared
-            .open_connections
-            .fetch_sub(1, Ordering::Relaxed);
+        self.ctx.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
         self.stats().connections.fetch_sub(1, Ordering::Relaxed);
         // Dropping the socket closes the fd, which also removes it from epoll.
     }
@@ -671,11 +639,7 @@ impl Worker {
     /// Timers: handshake deadline, ping and idle, write timeout, close linger; the queue gauge.
     fn sweep(&mut self) {
         let s = &self.ctx.shared.settings;
-        let (ping, idle, write_to) = (
-            Self::ms(s.ping_interval),
-            Self::ms(s.idle_timeout),
-            Self::ms(s.write_timeout),
-        );
+        let (ping, idle, write_to) = (Self::ms(s.ping_interval), Self::ms(s.idle_timeout), Self::ms(s.write_timeout));
         let now = self.now_ms;
         let mut queued = 0u64;
         let mut to_drop = Vec::new();
@@ -703,24 +667,20 @@ impl Worker {
         for slot in to_drop {
             if self.conns[slot].state == State::Handshake {
                 ThreadStats::add(&self.stats().handshake_timeouts, 1);
-                let _ = self.conns[slot].sock.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+                let _ = self.conns[slot]
+                    .sock
+                    .write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
             }
             self.drop_conn(slot);
         }
         for (slot, code, reason) in to_close {
-            let counter = if code == close::WRITE_TIMEOUT {
-                &self.stats().write_timeouts
-            } else {
-                &self.stats().idle_closes
-            };
+            let counter =
+                if code == close::WRITE_TIMEOUT { &self.stats().write_timeouts } else { &self.stats().idle_closes };
             ThreadStats::add(counter, 1);
             self.force_close(slot, code, reason);
         }
         for slot in to_ping {
-            self.queue_owned(
-                slot,
-                frame::encode_frame(OP_PING, false, b"lc").into_boxed_slice(),
-            );
+            self.queue_owned(slot, frame::encode_frame(OP_PING, false, b"lc").into_boxed_slice());
         }
         if self.listener.is_none() && !self.shutting_down {
             return;
@@ -734,23 +694,12 @@ impl Worker {
 
 /// Decode whatever whole frames `buf` holds for `conn`, acting on each message by mode.
 fn decode_frames(ctx: &mut Ctx, conn: &mut Conn, buf: &mut [u8]) -> DecodeOutcome {
-    let Ctx {
-        shared,
-        scratch,
-        deflater,
-        replies,
-        events,
-        fanout_stream,
-        malformed,
-    } = ctx;
+    let Ctx { shared, scratch, deflaters, replies, events, fanout_stream, malformed } = ctx;
     let settings = &shared.settings;
-    let cfg = RxConfig {
-        max_message: settings.max_message_bytes,
-        deflate: conn.deflate,
-    };
+    let cfg = RxConfig { max_message: settings.max_message_bytes, deflate: conn.deflate };
     let open = conn.state == State::Open;
     let id = conn.id;
-    let compress_replies = conn.takes_shared_deflate();
+    let reply_window = conn.deflate.map(|d| d.server_max_window_bits);
     let mut out = DecodeOutcome::default();
     let mode = settings.mode;
     let mut messages = 0u64;
@@ -765,9 +714,9 @@ fn decode_frames(ctx: &mut Ctx, conn: &mut Conn, buf: &mut [u8]) -> DecodeOutcom
                 match mode {
                     Mode::Echo => {
                         let op = if text { OP_TEXT } else { OP_BINARY };
-                        if compress_replies && data.len() >= settings.deflate_min_bytes {
+                        if let Some(bits) = reply_window.filter(|_| data.len() >= settings.deflate_min_bytes) {
                             let mut z = Vec::with_capacity(data.len() / 2 + 16);
-                            deflater.compress(data, &mut z);
+                            deflaters.for_window(bits).compress(data, &mut z);
                             frame::write_header(replies, true, true, op, z.len(), None);
                             replies.extend_from_slice(&z);
                         } else {
@@ -783,11 +732,7 @@ fn decode_frames(ctx: &mut Ctx, conn: &mut Conn, buf: &mut [u8]) -> DecodeOutcom
                         if !text && settings.validate_msgpack && msgpack::validate(data).is_err() {
                             replies.extend_from_slice(malformed);
                         } else {
-                            events.push(Event::Message {
-                                id,
-                                data: data.to_vec(),
-                                text,
-                            });
+                            events.push(Event::Message { id, data: data.to_vec(), text });
                         }
                     }
                 }
@@ -803,10 +748,7 @@ fn decode_frames(ctx: &mut Ctx, conn: &mut Conn, buf: &mut [u8]) -> DecodeOutcom
         }
         true
     });
-    ThreadStats::add(
-        &shared.workers[(id >> 56) as usize].stats.messages_in,
-        messages,
-    );
+    ThreadStats::add(&shared.workers[(id >> 56) as usize].stats.messages_in, messages);
     match result {
         Ok(n) => out.consumed = n,
         Err(e) => out.error = Some(e),

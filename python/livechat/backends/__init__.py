@@ -1,0 +1,161 @@
+"""Backends by URL: ``memory://[bus]``, ``sqlite:///path.db``, ``redis://host:port[/db]``.
+
+| port          | memory:// | sqlite:// | redis:// |
+|---------------|-----------|-----------|----------|
+| Broker        | yes       |           | yes      |
+| Registry      | yes       |           | yes      |
+| CommentLog    |           | yes       |          |
+| HistoryStore  |           | yes       |          |
+| MetaStore     |           | yes       |          |
+
+Kafka, Cassandra and PostgreSQL slot in as more schemes here. A driver is imported only when its
+scheme is asked for, and a missing one is a ConfigurationError naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from livechat.ports.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from livechat.config import BackendConfig
+    from livechat.ports.broker import Broker
+    from livechat.ports.comment_log import CommentLog
+    from livechat.ports.history import HistoryStore
+    from livechat.ports.meta import MetaStore
+    from livechat.ports.registry import Registry
+
+__all__ = [
+    "Backends",
+    "open_backends",
+    "open_broker",
+    "open_comment_log",
+    "open_history",
+    "open_meta",
+    "open_registry",
+]
+
+
+def _scheme(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ConfigurationError(f"backend URL needs a scheme (memory://, sqlite://, redis://): {url!r}")
+    return scheme.lower()
+
+
+def _memory_name(url: str) -> str:
+    return url.partition("://")[2].strip("/") or "default"
+
+
+def _redis_module() -> ModuleType:
+    try:
+        from livechat.backends import redis as redis_backend
+    except ImportError as exc:
+        raise ConfigurationError(
+            "redis:// backends need the redis driver: pip install 'livechat[redis]'"
+        ) from exc
+    return redis_backend
+
+
+def _unsupported(port: str, url: str, supported: str) -> ConfigurationError:
+    return ConfigurationError(f"{port} cannot use {url!r}; supported: {supported}")
+
+
+async def open_broker(url: str, *, edge_id: str, prefix: str = "lc:") -> Broker:
+    """A connected broker for this edge; the caller registers its handler with ``set_handler``."""
+    scheme = _scheme(url)
+    if scheme == "memory":
+        from livechat.backends.memory import MemoryBroker, memory_bus
+
+        return MemoryBroker(memory_bus(_memory_name(url)), edge_id)
+    if scheme == "redis":
+        broker: Broker = await _redis_module().RedisBroker.open(url, edge_id, prefix)
+        return broker
+    raise _unsupported("broker", url, "memory://, redis://")
+
+
+async def open_registry(url: str, *, prefix: str = "lc:") -> Registry:
+    scheme = _scheme(url)
+    if scheme == "memory":
+        from livechat.backends.memory import MemoryRegistry, registry_state
+
+        return MemoryRegistry(registry_state(_memory_name(url)))
+    if scheme == "redis":
+        registry: Registry = await _redis_module().RedisRegistry.open(url, prefix)
+        return registry
+    raise _unsupported("registry", url, "memory://, redis://")
+
+
+async def open_comment_log(
+    url: str, *, dedupe_window_s: float = 600.0, retention_s: float = 7 * 86400.0
+) -> CommentLog:
+    if _scheme(url) == "sqlite":
+        from livechat.backends.sqlite_log import SqliteCommentLog
+
+        return await SqliteCommentLog.open(url, dedupe_window_s, retention_s)
+    raise _unsupported("comment log", url, "sqlite://")
+
+
+async def open_history(
+    url: str, *, tombstone_ttl_s: float = 86400.0, retention_s: float = 30 * 86400.0
+) -> HistoryStore:
+    if _scheme(url) == "sqlite":
+        from livechat.backends.sqlite_history import SqliteHistoryStore
+
+        return await SqliteHistoryStore.open(url, tombstone_ttl_s, retention_s)
+    raise _unsupported("history store", url, "sqlite://")
+
+
+async def open_meta(url: str) -> MetaStore:
+    if _scheme(url) == "sqlite":
+        from livechat.backends.sqlite_meta import SqliteMetaStore
+
+        return await SqliteMetaStore.open(url)
+    raise _unsupported("meta store", url, "sqlite://")
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    """Every port an edge uses, opened together from one ``BackendConfig``."""
+
+    broker: Broker
+    registry: Registry
+    log: CommentLog
+    history: HistoryStore
+    meta: MetaStore
+
+    async def aclose(self) -> None:
+        """Close every backend (broker first, so no inbound event lands on a closed store)."""
+        for backend in (self.broker, self.registry, self.log, self.history, self.meta):
+            await backend.aclose()
+
+
+async def open_backends(config: BackendConfig, edge_id: str) -> Backends:
+    """Open every port from ``config``; on a failure, whatever was opened is closed again."""
+    default = config.sqlite_url()
+    async with contextlib.AsyncExitStack() as stack:
+        broker = await open_broker(config.broker, edge_id=edge_id, prefix=config.redis_prefix)
+        stack.push_async_callback(broker.aclose)
+        registry = await open_registry(config.registry, prefix=config.redis_prefix)
+        stack.push_async_callback(registry.aclose)
+        log = await open_comment_log(
+            config.log or default,
+            dedupe_window_s=config.log_dedupe_window_s,
+            retention_s=config.log_retention_s,
+        )
+        stack.push_async_callback(log.aclose)
+        history = await open_history(
+            config.history or default,
+            tombstone_ttl_s=config.tombstone_ttl_s,
+            retention_s=config.history_retention_s,
+        )
+        stack.push_async_callback(history.aclose)
+        meta = await open_meta(config.meta or default)
+        stack.pop_all()
+        return Backends(broker, registry, log, history, meta)
+    raise AssertionError("unreachable")  # AsyncExitStack may swallow exceptions as far as mypy knows

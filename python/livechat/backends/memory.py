@@ -1,0 +1,322 @@
+"""In-process Broker and Registry: the embedded default (no services).
+
+Limits, by design: everything lives in this process's memory and on one event loop. Several
+``MemoryBroker``/``MemoryRegistry`` instances opened on the same bus name (``memory://name``) behave
+like several edges sharing one Redis, which is how the contract suite checks cross-edge behaviour
+without a service. A multi-process deployment needs the Redis backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from livechat.backends.hyperloglog import HyperLogLog
+from livechat.ports.broker import BrokerHandler
+from livechat.ports.errors import ClosedError
+from livechat.ports.registry import ConnectionRef
+
+log = logging.getLogger("livechat.backends.memory")
+
+
+class MemoryBus:
+    """The shared "network" of one bus name: which edge is subscribed to which stream."""
+
+    __slots__ = ("edges", "name", "subscribers")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.edges: dict[str, MemoryBroker] = {}
+        self.subscribers: dict[str, set[MemoryBroker]] = {}
+
+
+_buses: dict[str, MemoryBus] = {}
+
+
+def memory_bus(name: str) -> MemoryBus:
+    bus = _buses.get(name)
+    if bus is None:
+        bus = _buses[name] = MemoryBus(name)
+    return bus
+
+
+class MemoryBroker:
+    """Broker between edges of one process. Delivery goes through ``loop.call_soon``, so a handler
+    never runs inside the publisher's call stack and per-stream order is the loop's FIFO order."""
+
+    def __init__(self, bus: MemoryBus, edge_id: str) -> None:
+        if edge_id in bus.edges:
+            raise ValueError(f"edge id {edge_id!r} is already on memory bus {bus.name!r}")
+        self._bus = bus
+        self._edge_id = edge_id
+        self._handler: BrokerHandler | None = None
+        self._refs: dict[str, int] = {}
+        self._closed = False
+        bus.edges[edge_id] = self
+
+    @property
+    def edge_id(self) -> str:
+        return self._edge_id
+
+    def set_handler(self, handler: BrokerHandler) -> None:
+        if self._handler is not None:
+            raise RuntimeError("broker handler is already set")
+        self._handler = handler
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("broker is closed")
+
+    async def subscribe(self, stream: str) -> bool:
+        self._check_open()
+        if self._handler is None:
+            raise RuntimeError("set_handler must be called before subscribe")
+        refs = self._refs.get(stream, 0)
+        self._refs[stream] = refs + 1
+        if refs:
+            return False
+        self._bus.subscribers.setdefault(stream, set()).add(self)
+        return True
+
+    async def unsubscribe(self, stream: str) -> bool:
+        self._check_open()
+        refs = self._refs.get(stream, 0)
+        if refs > 1:
+            self._refs[stream] = refs - 1
+            return False
+        if refs == 0:
+            return False
+        del self._refs[stream]
+        self._leave(stream)
+        return True
+
+    def _leave(self, stream: str) -> None:
+        subs = self._bus.subscribers.get(stream)
+        if subs is not None:
+            subs.discard(self)
+            if not subs:
+                del self._bus.subscribers[stream]
+
+    def subscription_count(self, stream: str) -> int:
+        return self._refs.get(stream, 0)
+
+    async def publish(self, stream: str, payload: bytes) -> None:
+        self._check_open()
+        subs = self._bus.subscribers.get(stream)
+        if not subs:
+            return
+        loop = asyncio.get_running_loop()
+        for edge in subs:
+            if edge is not self:
+                loop.call_soon(edge._deliver, stream, payload)
+
+    async def publish_control(self, payload: bytes, edge_id: str | None = None) -> None:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        if edge_id is not None:
+            target = self._bus.edges.get(edge_id)
+            if target is not None and target is not self:
+                loop.call_soon(target._deliver_control, payload)
+            return
+        for edge in self._bus.edges.values():
+            if edge is not self:
+                loop.call_soon(edge._deliver_control, payload)
+
+    def _deliver(self, stream: str, payload: bytes) -> None:
+        # Checked at delivery, not at publish: nothing arrives after unsubscribe returned.
+        if stream not in self._refs or self._handler is None:
+            return
+        try:
+            self._handler.on_message(stream, payload)
+        except Exception:
+            log.exception("broker handler failed on stream %r", stream)
+
+    def _deliver_control(self, payload: bytes) -> None:
+        if self._closed or self._handler is None:
+            return
+        try:
+            self._handler.on_control(payload)
+        except Exception:
+            log.exception("broker handler failed on a control message")
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for stream in self._refs:
+            self._leave(stream)
+        self._refs.clear()
+        self._bus.edges.pop(self._edge_id, None)
+
+
+class RegistryState:
+    """Data shared by every ``MemoryRegistry`` on one bus name. Times are ``time.monotonic()``."""
+
+    # Drop emptied rate keys and expired counters every this many writes, so keys that are never
+    # touched again do not pile up.
+    SWEEP_EVERY = 8192
+
+    def __init__(self) -> None:
+        self.connections: dict[str, tuple[dict[ConnectionRef, None], float]] = {}
+        self.rates: dict[str, tuple[deque[float], float]] = {}
+        self.recent: dict[str, deque[tuple[int, bytes]]] = {}
+        self.viewers: dict[str, HyperLogLog] = {}
+        self.counters: dict[str, tuple[int, float | None]] = {}
+        self.writes = 0
+
+    def note_write(self, now: float) -> None:
+        self.writes += 1
+        if self.writes % self.SWEEP_EVERY == 0:
+            self.sweep(now)
+
+    def sweep(self, now: float) -> None:
+        for key in [k for k, (times, window) in self.rates.items() if not times or times[-1] <= now - window]:
+            del self.rates[key]
+        for key in [k for k, (_, exp) in self.counters.items() if exp is not None and exp <= now]:
+            del self.counters[key]
+        for key in [k for k, (_, exp) in self.connections.items() if exp <= now]:
+            del self.connections[key]
+
+
+_registry_states: dict[str, RegistryState] = {}
+
+
+def registry_state(name: str) -> RegistryState:
+    state = _registry_states.get(name)
+    if state is None:
+        state = _registry_states[name] = RegistryState()
+    return state
+
+
+class MemoryRegistry:
+    """Registry in process memory; every method completes without awaiting, so each is atomic."""
+
+    def __init__(self, state: RegistryState) -> None:
+        self._s = state
+        self._closed = False
+
+    def _now(self) -> float:
+        if self._closed:
+            raise ClosedError("registry is closed")
+        return time.monotonic()
+
+    async def add_connection(self, user_id: str, ref: ConnectionRef, ttl_s: float) -> None:
+        now = self._now()
+        entry = self._s.connections.get(user_id)
+        refs = entry[0] if entry is not None and entry[1] > now else {}
+        refs[ref] = None
+        self._s.connections[user_id] = (refs, now + ttl_s)
+        self._s.note_write(now)
+
+    async def remove_connection(self, user_id: str, ref: ConnectionRef) -> bool:
+        now = self._now()
+        entry = self._s.connections.get(user_id)
+        if entry is None or entry[1] <= now or ref not in entry[0]:
+            return False
+        del entry[0][ref]
+        if not entry[0]:
+            del self._s.connections[user_id]
+        return True
+
+    async def connections_of(self, user_id: str) -> list[ConnectionRef]:
+        now = self._now()
+        entry = self._s.connections.get(user_id)
+        if entry is None or entry[1] <= now:
+            return []
+        return sorted(entry[0], key=lambda r: (r.edge_id, r.conn_id))
+
+    async def allow(self, key: str, limit: int, window_s: float) -> bool:
+        now = self._now()
+        entry = self._s.rates.get(key)
+        if entry is None:
+            times: deque[float] = deque()
+        else:
+            times = entry[0]
+            cutoff = now - window_s
+            while times and times[0] <= cutoff:
+                times.popleft()
+        if len(times) >= limit:
+            return False
+        times.append(now)
+        self._s.rates[key] = (times, window_s)
+        self._s.note_write(now)
+        return True
+
+    async def recent_push(self, stream: str, comment_id: int, payload: bytes, max_len: int) -> None:
+        self._now()
+        entries = self._s.recent.get(stream)
+        if entries is None:
+            entries = self._s.recent[stream] = deque()
+        entries.appendleft((comment_id, payload))
+        while len(entries) > max_len:
+            entries.pop()
+
+    async def recent_get(self, stream: str, limit: int) -> list[tuple[int, bytes]]:
+        self._now()
+        entries = self._s.recent.get(stream)
+        if not entries:
+            return []
+        return [entries[i] for i in range(min(limit, len(entries)))]
+
+    async def recent_remove(self, stream: str, comment_ids: Sequence[int]) -> int:
+        self._now()
+        entries = self._s.recent.get(stream)
+        if not entries:
+            return 0
+        drop = set(comment_ids)
+        kept = deque(e for e in entries if e[0] not in drop)
+        removed = len(entries) - len(kept)
+        self._s.recent[stream] = kept
+        return removed
+
+    async def viewers_add(self, stream: str, viewer_ids: Sequence[str]) -> bool:
+        self._now()
+        hll = self._s.viewers.get(stream)
+        if hll is None:
+            hll = self._s.viewers[stream] = HyperLogLog()
+        changed = False
+        for viewer in viewer_ids:
+            changed |= hll.add(viewer)
+        return changed
+
+    async def viewers_count(self, stream: str) -> int:
+        self._now()
+        hll = self._s.viewers.get(stream)
+        return 0 if hll is None else hll.count()
+
+    async def incr(self, key: str, delta: int = 1, ttl_s: float | None = None) -> int:
+        now = self._now()
+        entry = self._s.counters.get(key)
+        if entry is None or (entry[1] is not None and entry[1] <= now):
+            value, expires = delta, (None if ttl_s is None else now + ttl_s)
+        else:
+            value, expires = entry[0] + delta, entry[1]
+        self._s.counters[key] = (value, expires)
+        self._s.note_write(now)
+        return value
+
+    async def get_counters(self, keys: Sequence[str]) -> list[int]:
+        now = self._now()
+        values = []
+        for key in keys:
+            entry = self._s.counters.get(key)
+            values.append(0 if entry is None or (entry[1] is not None and entry[1] <= now) else entry[0])
+        return values
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+
+if TYPE_CHECKING:
+    from livechat.ports.broker import Broker
+    from livechat.ports.registry import Registry
+
+    def _check_broker(b: MemoryBroker) -> Broker:
+        return b
+
+    def _check_registry(r: MemoryRegistry) -> Registry:
+        return r
