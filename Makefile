@@ -1,0 +1,57 @@
+# livechat: one Makefile for set-up, tests, lint and benchmarks (CI runs `make lint test`).
+PY ?= python3
+PIP := $(PY) -m pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help install pyext redis serve test test-rust test-py lint lint-rust lint-python stubtest bench bench-fanout autobahn clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: ## build the Rust core (maturin, release) and the Cython fast path; install livechat with test tools
+	$(PIP) install -q -e '.[test]'
+	$(PY) pyext/setup.py
+
+pyext: ## rebuild only the Cython module into python/livechat/
+	$(PY) pyext/setup.py
+
+redis: ## make sure Debian's redis-server is installed (the tests start their own instances)
+	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
+
+serve: install ## start livechat, embedded mode (no services), on ws://127.0.0.1:8765/
+	livechat serve
+
+test: install redis test-rust test-py ## everything CI runs: Rust unit/property tests, then pytest
+
+test-rust: ## cargo tests of the pure Rust code (no Python needed)
+	cargo test -q --manifest-path edge_core/Cargo.toml --no-default-features
+
+test-py: ## pytest: unit, contract (embedded + real Redis), edge integration, conformance subset
+	$(PY) -m pytest -q
+
+lint: lint-rust lint-python stubtest ## every linter, warnings are errors
+
+lint-rust:
+	cargo fmt --all --check
+	cargo clippy -q --manifest-path edge_core/Cargo.toml --all-targets -- -D warnings
+	cargo clippy -q --manifest-path edge_core/Cargo.toml --all-targets --no-default-features -- -D warnings
+
+lint-python:
+	$(PY) -m ruff check python tests bench loadtest pyext/setup.py
+	$(PY) -m ruff format --check python tests bench loadtest pyext/setup.py
+	$(PY) -m mypy
+
+stubtest: ## the .pyi files against the built modules
+	$(PY) -m mypy.stubtest livechat._edge livechat._speedups --allowlist .stubtest-allowlist
+
+bench: ## pytest-benchmark micro-benchmarks (frames, deflate, msgpack, Cython loops) with peers
+	$(PY) -m pytest bench -q -o addopts="" --benchmark-only -p no:cacheprovider
+
+bench-fanout: ## livechat fanout vs picows vs websockets, 15 000 viewers (about 6 minutes)
+	$(PY) -m bench.fanout
+
+autobahn: ## the full Autobahn TestSuite (kosoku) against `livechat echo`; summary in artifacts/autobahn
+	$(PY) -m tests.conformance.autobahn --full
+
+clean:
+	rm -rf target build artifacts python/livechat/*.so

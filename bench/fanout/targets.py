@@ -1,0 +1,48 @@
+"""The servers a fan-out run compares, and the command that starts each."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    # livechat batches a stream's messages into one tick frame per tick; peers send one each.
+    tick_frames: bool
+    command: Callable[[str, int], list[str]]
+
+
+def _livechat_command(host: str, port: int) -> list[str]:
+    """``livechat fanout`` when the CLI is installed, else the bench's own Edge runner."""
+    exe = shutil.which("livechat")
+    if exe is not None and importlib.util.find_spec("livechat.cli") is not None:
+        # The CLI binds EdgeConfig's default host (127.0.0.1), where the load generator connects.
+        return [exe, "fanout", "--port", str(port)]
+    return [sys.executable, "-m", "bench.fanout.subject", "--host", host, "--port", str(port)]
+
+
+def _module_command(module: str) -> Callable[[str, int], list[str]]:
+    def command(host: str, port: int) -> list[str]:
+        return [sys.executable, "-m", module, "--host", host, "--port", str(port)]
+
+    return command
+
+
+TARGETS: dict[str, Target] = {
+    "livechat": Target("livechat", True, _livechat_command),
+    "picows": Target("picows", False, _module_command("bench.peers.picows_broadcast")),
+    "websockets": Target("websockets", False, _module_command("bench.peers.websockets_broadcast")),
+}
+
+
+def parse_targets(spec: str) -> list[Target]:
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TARGETS]
+    if unknown or not names:
+        raise ValueError(f"unknown target(s) {unknown or spec!r}; choose from {', '.join(TARGETS)}")
+    return [TARGETS[name] for name in names]

@@ -1,0 +1,336 @@
+"""Moderator and broadcaster actions, user reports, and the classifier's retro-deletes.
+
+Every action is written to the MetaStore/HistoryStore first (it must survive a restart and reach
+other edges' joiners), then applied to this edge's room and published on the priority lane, which
+slow consumers never skip. The audit trail is appended in the background.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final
+
+from livechat.auth import ROLE_RANK
+from livechat.ports.errors import BackendError
+from livechat.ports.meta import Ban, FlaggedComment, ModAction, ModActionKind, Pin, Role, UserReport
+from livechat.protocol import (
+    BanUser,
+    DeleteComment,
+    ErrorCode,
+    Highlight,
+    ModeratorMessage,
+    Op,
+    PinComment,
+    ProtocolError,
+    PurgeUser,
+    Report,
+    SetComments,
+    SetFollowersOnly,
+    SetSlowMode,
+    UnbanUser,
+    encode_ban,
+    encode_delete,
+    encode_highlight,
+    encode_modes,
+    encode_notice,
+    encode_ok,
+    encode_pin,
+    encode_purge,
+    encode_unban,
+    unpackb,
+)
+from livechat.services.context import ChatContext
+from livechat.services.moderation import Decision, ReviewItem, Verdict
+from livechat.services.rooms import Room
+from livechat.services.sessions import Session
+
+#: Actor recorded in the audit trail for the classifier's decisions.
+AUTOMOD: Final = "automod"
+
+
+def op_name(msg: ModeratorMessage) -> str:
+    """The ``op`` a moderator message was sent as (echoed in its ``ok`` reply)."""
+    if isinstance(msg, BanUser):
+        return Op.BAN if msg.seconds is None else Op.TIMEOUT
+    if isinstance(msg, PinComment):
+        return Op.PIN if msg.comment_id is not None else Op.UNPIN
+    return _OPS[type(msg)]
+
+
+_OPS: Final[dict[type, str]] = {
+    DeleteComment: Op.DELETE,
+    PurgeUser: Op.PURGE,
+    UnbanUser: Op.UNBAN,
+    Highlight: Op.HIGHLIGHT,
+    SetSlowMode: Op.SLOW,
+    SetFollowersOnly: Op.FOLLOWERS_ONLY,
+    SetComments: Op.COMMENTS,
+}
+
+
+class ModeratorActions:
+    def __init__(self, ctx: ChatContext) -> None:
+        self._ctx = ctx
+
+    def _record(self, action: ModAction) -> None:
+        self._ctx.background.spawn(self._ctx.meta.record_action(action), "audit trail")
+
+    async def handle(self, session: Session, msg: ModeratorMessage) -> None:
+        """Run one moderator message; replies ok (when it carried a rid) or the documented error."""
+        ctx = self._ctx
+        member = session.streams.get(msg.stream)
+        room = ctx.rooms.get(msg.stream)
+        if member is None or room is None:
+            ctx.reply_error(
+                session.conn, ProtocolError(ErrorCode.NOT_JOINED, "join the stream first", msg.rid)
+            )
+            return
+        actor = session.principal.user_id
+        if member.rank < ROLE_RANK[Role.MODERATOR] or actor is None:
+            ctx.reply_error(
+                session.conn,
+                ProtocolError(ErrorCode.FORBIDDEN, "moderators and the broadcaster only", msg.rid),
+            )
+            return
+        try:
+            await self._dispatch(room, actor, member.rank, msg)
+        except ProtocolError as error:
+            ctx.reply_error(session.conn, error)
+            return
+        except BackendError as exc:
+            ctx.reply_error(
+                session.conn, ProtocolError(ErrorCode.UNAVAILABLE, f"storage unavailable: {exc}", msg.rid)
+            )
+            return
+        if msg.rid is not None:
+            ctx.outbox.send(session.conn, encode_ok(msg.rid, op_name(msg)))
+
+    async def _dispatch(self, room: Room, actor: str, rank: int, msg: ModeratorMessage) -> None:
+        if isinstance(msg, DeleteComment):
+            await self.delete(room, actor, msg.comment_id, msg.rid)
+        elif isinstance(msg, PurgeUser):
+            await self.purge(room, actor, msg.user)
+        elif isinstance(msg, BanUser):
+            await self.ban(room, actor, rank, msg)
+        elif isinstance(msg, UnbanUser):
+            await self.unban(room, actor, msg.user)
+        elif isinstance(msg, PinComment):
+            await self.pin(room, actor, msg.comment_id, msg.rid)
+        elif isinstance(msg, Highlight):
+            await self._payload(room, msg.comment_id, msg.rid)
+            room.highlights.append(msg.comment_id)
+            self._ctx.fanout.priority(room.stream, encode_highlight(msg.comment_id))
+        elif isinstance(msg, SetSlowMode):
+            await self._set_modes(room, actor, slow_seconds=msg.seconds)
+        elif isinstance(msg, SetFollowersOnly):
+            await self._set_modes(room, actor, followers_only_min_age_s=msg.min_age_s)
+        else:
+            assert isinstance(msg, SetComments)
+            await self._set_modes(room, actor, comments_off=not msg.enabled)
+
+    async def _payload(self, room: Room, comment_id: int, rid: int | None) -> bytes:
+        payload = room.recent.get(comment_id)
+        if payload is not None:
+            return payload
+        stored = await self._ctx.history.get(room.stream, comment_id)
+        if stored is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no comment {comment_id} in this stream", rid)
+        return stored.payload
+
+    async def _drop_pin_of(self, room: Room, comment_ids: set[int]) -> None:
+        if room.pin is not None and room.pin.comment_id in comment_ids:
+            await self._ctx.meta.clear_pin(room.stream)
+            room.pin = None
+            self._ctx.fanout.priority(room.stream, encode_pin(None))
+
+    async def delete(self, room: Room, actor: str, comment_id: int, rid: int | None) -> None:
+        ctx = self._ctx
+        in_memory = room.recent.remove(comment_id)
+        existed = await ctx.history.delete(room.stream, comment_id)
+        if not (in_memory or existed):
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no comment {comment_id} in this stream", rid)
+        ctx.fanout.priority(room.stream, encode_delete(comment_id))
+        ctx.engagement.forget(room.stream, [comment_id])
+        await self._drop_pin_of(room, {comment_id})
+        self._record(
+            ModAction(
+                room.stream,
+                actor,
+                ModActionKind.DELETE_COMMENT,
+                ctx.clock.time(),
+                target_comment_id=comment_id,
+            )
+        )
+
+    async def purge(self, room: Room, actor: str, user_id: str) -> None:
+        ctx = self._ctx
+        stored = await ctx.history.delete_user(room.stream, user_id)
+        gone = set(stored) | set(room.recent.remove_user(user_id))
+        ctx.fanout.priority(room.stream, encode_purge(user_id))
+        ctx.engagement.forget(room.stream, gone)
+        await self._drop_pin_of(room, gone)
+        self._record(
+            ModAction(room.stream, actor, ModActionKind.PURGE_USER, ctx.clock.time(), target_user_id=user_id)
+        )
+
+    async def _target_rank(self, stream: str, user_id: str) -> int:
+        rank = ROLE_RANK[await self._ctx.meta.get_role(stream, user_id)]
+        for session in self._ctx.sessions.user_sessions(user_id):
+            rank = max(rank, ROLE_RANK[session.principal.role_in(stream)])
+        return rank
+
+    def _notify(self, room: Room, user_id: str, data: bytes) -> None:
+        conns = self._ctx.sessions.conns_in(user_id, room.stream)
+        if conns:
+            self._ctx.outbox.send_many(conns, data)
+
+    async def ban(self, room: Room, actor: str, rank: int, msg: BanUser) -> None:
+        ctx = self._ctx
+        if msg.user == actor:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "you cannot ban yourself", msg.rid)
+        if await self._target_rank(room.stream, msg.user) >= rank:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "only a stronger role can ban this user", msg.rid)
+        now = ctx.clock.time()
+        expires = now + msg.seconds if msg.seconds is not None else None
+        ban = Ban(room.stream, msg.user, actor, msg.reason, now, expires)
+        await ctx.meta.ban(ban)
+        room.apply_ban(ban)
+        until_ms = int(expires * 1000) if expires is not None else None
+        ctx.fanout.priority(room.stream, encode_ban(msg.user, until_ms))
+        if until_ms is None:
+            self._notify(
+                room, msg.user, encode_notice(room.stream, "banned", "you were banned", reason=msg.reason)
+            )
+        else:
+            self._notify(
+                room,
+                msg.user,
+                encode_notice(
+                    room.stream, "timed_out", "you were timed out", until=until_ms, reason=msg.reason
+                ),
+            )
+        kind = ModActionKind.BAN if expires is None else ModActionKind.TIMEOUT
+        self._record(ModAction(room.stream, actor, kind, now, target_user_id=msg.user, reason=msg.reason))
+
+    async def unban(self, room: Room, actor: str, user_id: str) -> None:
+        ctx = self._ctx
+        await ctx.meta.unban(room.stream, user_id)
+        room.bans.pop(user_id, None)
+        ctx.fanout.priority(room.stream, encode_unban(user_id))
+        self._notify(room, user_id, encode_notice(room.stream, "unbanned", "you may comment again"))
+        self._record(
+            ModAction(room.stream, actor, ModActionKind.UNBAN, ctx.clock.time(), target_user_id=user_id)
+        )
+
+    async def pin(self, room: Room, actor: str, comment_id: int | None, rid: int | None) -> None:
+        ctx = self._ctx
+        now = ctx.clock.time()
+        if comment_id is None:
+            await ctx.meta.clear_pin(room.stream)
+            room.pin = None
+            ctx.fanout.priority(room.stream, encode_pin(None))
+            self._record(ModAction(room.stream, actor, ModActionKind.UNPIN, now))
+            return
+        payload = await self._payload(room, comment_id, rid)
+        pin = Pin(room.stream, comment_id, actor, payload, now)
+        await ctx.meta.set_pin(pin)
+        room.pin = pin
+        ctx.fanout.priority(room.stream, encode_pin(payload))
+        self._record(ModAction(room.stream, actor, ModActionKind.PIN, now, target_comment_id=comment_id))
+
+    async def _set_modes(self, room: Room, actor: str, **change: int | bool | None) -> None:
+        ctx = self._ctx
+        modes = dataclasses.replace(room.modes, **change)  # type: ignore[arg-type]
+        await ctx.meta.set_modes(room.stream, modes)
+        room.modes = modes
+        ctx.fanout.priority(
+            room.stream, encode_modes(modes.slow_seconds, modes.followers_only_min_age_s, modes.comments_off)
+        )
+        self._record(
+            ModAction(room.stream, actor, ModActionKind.SET_MODES, ctx.clock.time(), reason=repr(change))
+        )
+
+    # -- reports ---------------------------------------------------------------------------------
+
+    async def report(self, session: Session, msg: Report) -> None:
+        """A viewer reports a comment or a user; enough reporters of one comment flag it for review."""
+        ctx = self._ctx
+        room = ctx.rooms.get(msg.stream)
+        reporter = session.principal.user_id
+        try:
+            if msg.stream not in session.streams or room is None:
+                raise ProtocolError(ErrorCode.NOT_JOINED, "join the stream first", msg.rid)
+            if reporter is None:
+                raise ProtocolError(ErrorCode.READ_ONLY, "anonymous viewers cannot report", msg.rid)
+            payload = None
+            target = msg.user
+            if msg.comment_id is not None:
+                payload = await self._payload(room, msg.comment_id, msg.rid)
+                target = str(unpackb(payload)["u"])
+            assert target is not None
+            now = ctx.clock.time()
+            await ctx.meta.add_report(
+                UserReport(msg.stream, reporter, target, msg.reason, now, msg.comment_id)
+            )
+            if msg.comment_id is not None and payload is not None:
+                reports = await ctx.meta.count_reports(msg.stream, msg.comment_id)
+                if reports >= ctx.config.moderation.reports_to_flag:
+                    await ctx.meta.flag_comment(
+                        FlaggedComment(
+                            msg.stream, msg.comment_id, target, payload, f"{reports} reports", -1.0, now
+                        )
+                    )
+        except ProtocolError as error:
+            ctx.reply_error(session.conn, error)
+            return
+        except BackendError as exc:
+            ctx.reply_error(
+                session.conn, ProtocolError(ErrorCode.UNAVAILABLE, f"storage unavailable: {exc}", msg.rid)
+            )
+            return
+        if msg.rid is not None:
+            ctx.outbox.send(session.conn, encode_ok(msg.rid, "report"))
+
+    # -- classifier verdicts after broadcast ------------------------------------------------------
+
+    async def retro(self, item: ReviewItem, verdict: Verdict) -> None:
+        """Apply a late classifier verdict: FLAG queues for review; REJECT and SHADOW_BAN tombstone the
+        comment live at once (SHADOW_BAN's tombstone tells the author's client to keep it), then
+        remove it from history; both are strikes."""
+        ctx = self._ctx
+        now = ctx.clock.time()
+        if verdict.decision is Decision.FLAG:
+            await ctx.meta.flag_comment(
+                FlaggedComment(
+                    item.stream,
+                    item.comment_id,
+                    item.user_id,
+                    item.payload,
+                    verdict.reason,
+                    verdict.score,
+                    now,
+                )
+            )
+            return
+        shadow = verdict.decision is Decision.SHADOW_BAN
+        room = ctx.rooms.get(item.stream)
+        if room is not None:
+            room.recent.remove(item.comment_id)
+        ctx.fanout.priority(item.stream, encode_delete(item.comment_id, item.user_id if shadow else None))
+        ctx.engagement.forget(item.stream, [item.comment_id])
+        ctx.strike(item.user_id)
+        await ctx.history.delete(item.stream, item.comment_id)
+        if room is not None:
+            await self._drop_pin_of(room, {item.comment_id})
+        kind = ModActionKind.SHADOW_BAN if shadow else ModActionKind.REJECT
+        self._record(
+            ModAction(
+                item.stream,
+                AUTOMOD,
+                kind,
+                now,
+                target_user_id=item.user_id,
+                target_comment_id=item.comment_id,
+                reason=f"{verdict.reason} score={verdict.score:.2f}",
+            )
+        )

@@ -1,0 +1,471 @@
+"""Posting a comment: admission per message, then one durable write per batch.
+
+``admit`` runs every check that needs no I/O (membership, idempotency, bans, room modes, slow
+mode, rate limits, per-stream admission, moderation rules), assigns the id and encodes the event
+once. One writer task then stores everything admitted so far to the CommentLog (one append) and
+the HistoryStore (one put), and only then acknowledges the authors and fans the comments out: an
+ack means stored. Admission never waits for storage: while one batch is being written the next
+one accumulates (group commit), so throughput is bounded by the slower of the two, not their sum.
+Acks of one connection go out in post order; replies to its other messages may overtake them.
+
+Fan-out per comment: shadow-banned -> the author's connections only; sampled out -> stored, sent
+directly to the author's and mentioned users' connections; otherwise -> the stream's tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from livechat.ids import id_timestamp_ms
+from livechat.ports.comment_log import LogEntry
+from livechat.ports.errors import BackendError
+from livechat.ports.history import StoredComment
+from livechat.ports.meta import FlaggedComment
+from livechat.protocol import (
+    ErrorCode,
+    Post,
+    ProtocolError,
+    encode_ack,
+    encode_comment,
+    encode_direct,
+    extract_mentions,
+    unpackb,
+)
+from livechat.services.context import ChatContext
+from livechat.services.idempotency import AckRecord, idempotency_key
+from livechat.services.moderation import ACCEPTED, Decision, ReviewItem, ReviewQueue
+from livechat.services.rooms import Room
+from livechat.services.sessions import Session
+
+log = logging.getLogger(__name__)
+
+_BADGES = (None, "mod", "bc")
+
+#: Above this many comments waiting for storage, ``backpressure`` makes the caller wait.
+HIGH_WATER: Final = 20_000
+
+
+@dataclass(slots=True)
+class PendingComment:
+    stream: str
+    user_id: str
+    key: str
+    comment_id: int
+    ts_ms: int
+    payload: bytes
+    text: str
+    mentions: list[str]
+    shadow: bool
+    flag_reason: str | None
+    strikes: int
+    # (conn, rid, cmid) of the post and of reposts that arrived before it was stored.
+    replies: list[tuple[int, int | None, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A post that passed the per-post checks, on its way through the batch phases."""
+
+    session: Session
+    msg: Post
+    user: str
+    key: str
+    rank: int
+    replies: list[tuple[int, int | None, str]]
+
+
+def _retry_ms(seconds: float) -> int:
+    return max(int(seconds * 1000.0 + 0.999), 1)
+
+
+class CommentPipeline:
+    def __init__(self, ctx: ChatContext, reviews: ReviewQueue | None) -> None:
+        self._ctx = ctx
+        self._reviews = reviews
+        self._pending: list[PendingComment] = []
+        # Admitted and not yet acked (pending or being written): reposts attach to these.
+        self._unacked: dict[str, PendingComment] = {}
+        self._writer: asyncio.Task[None] | None = None
+        # Set after each stored batch: lets ``backpressure`` sleep instead of poll.
+        self._stored = asyncio.Event()
+        self.counters = {"accepted": 0, "duplicates": 0, "sampled_out": 0, "shadowed": 0, "rejected": 0}
+
+    @property
+    def pending(self) -> int:
+        """Comments admitted and not yet acknowledged."""
+        return len(self._unacked)
+
+    def _start_writer(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+
+    async def _write_all(self) -> None:
+        while self._pending:
+            batch = self._pending
+            self._pending = []
+            try:
+                await self._store(batch)
+                self._stored.set()
+            except Exception:
+                log.exception("storing %d comments failed", len(batch))
+                for pending in batch:
+                    if self._unacked.pop(pending.key, None) is None:
+                        continue  # already acked before the failure
+                    for conn, rid, cmid in pending.replies:
+                        self._ctx.reply_error(
+                            conn,
+                            ProtocolError(
+                                ErrorCode.INTERNAL, "internal error: retry with the same cmid", rid, cmid=cmid
+                            ),
+                        )
+
+    async def flush(self) -> None:
+        """Wait until every comment admitted so far is stored and acknowledged (or refused)."""
+        while self._pending or (self._writer is not None and not self._writer.done()):
+            if self._writer is None or self._writer.done():
+                self._start_writer()
+            assert self._writer is not None
+            await asyncio.shield(self._writer)
+
+    async def backpressure(self, high_water: int = HIGH_WATER) -> None:
+        """Wait while more than ``high_water`` comments are waiting for storage."""
+        while len(self._unacked) > high_water and self._writer is not None and not self._writer.done():
+            self._stored.clear()
+            waiter = asyncio.ensure_future(self._stored.wait())
+            await asyncio.wait([waiter, self._writer], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+
+    def admit(self, session: Session, msg: Post) -> None:
+        """Admit one post (see ``admit_batch``)."""
+        self.admit_batch([(session, msg)])
+
+    def admit_batch(self, posts: Sequence[tuple[Session, Post]]) -> None:
+        """Check a run of posts; accepted ones wait for the writer, refused ones get their
+        documented error now.
+
+        Each post meets the checks in the documented order, run as phases over the whole run so the
+        per-event loops are single calls into ``livechat.fastpath``: per-post checks without shared
+        state (membership, reposts, bans, modes, slow mode), then the users' rate buckets, then the
+        streams' admission caps, then the rules stage.
+        """
+        ctx = self._ctx
+        now = ctx.clock.monotonic()
+        wall = ctx.clock.time()
+        candidates: list[_Candidate] = []
+        in_run: dict[str, _Candidate] = {}
+        posters: set[tuple[str, str]] = set()
+        for session, msg in posts:
+            candidate = self._precheck(session, msg, now, wall, in_run, posters)
+            if candidate is not None:
+                candidates.append(candidate)
+                in_run[candidate.key] = candidate
+                posters.add((msg.stream, candidate.user))
+        if not candidates:
+            return
+        candidates = self._rate_phase(candidates, now)
+        candidates = self._admission_phase(candidates, now)
+        if candidates:
+            self._rules_phase(candidates, now)
+        if self._pending:
+            self._start_writer()
+
+    def _refuse(self, candidate: _Candidate, code: ErrorCode, message: str, **extra: Any) -> None:
+        for conn, rid, cmid in candidate.replies:
+            self._ctx.reply_error(conn, ProtocolError(code, message, rid, cmid=cmid, **extra))
+
+    def _precheck(
+        self,
+        session: Session,
+        msg: Post,
+        now: float,
+        wall: float,
+        in_run: dict[str, _Candidate],
+        posters: set[tuple[str, str]],
+    ) -> _Candidate | None:
+        ctx = self._ctx
+        rid = msg.rid
+        stream = msg.stream
+        conn = session.conn
+        member = session.streams.get(stream)
+        room = ctx.rooms.get(stream)
+        if member is None or room is None:
+            ctx.reply_error(
+                conn,
+                ProtocolError(ErrorCode.NOT_JOINED, f"join {stream!r} before posting", rid, cmid=msg.cmid),
+            )
+            return None
+        user = session.principal.user_id
+        if user is None:
+            ctx.reply_error(
+                conn, ProtocolError(ErrorCode.READ_ONLY, "anonymous viewers cannot post", rid, cmid=msg.cmid)
+            )
+            return None
+        key = idempotency_key(user, msg.cmid)
+        record = ctx.idempotency.get(key, now)
+        if record is not None:
+            ctx.outbox.send(
+                conn, encode_ack(rid, record.stream, msg.cmid, record.comment_id, record.ts_ms, True)
+            )
+            self.counters["duplicates"] += 1
+            return None
+        earlier = self._unacked.get(key) or in_run.get(key)
+        if earlier is not None:
+            earlier.replies.append((conn, rid, msg.cmid))
+            self.counters["duplicates"] += 1
+            return None
+        error = self._room_check(room, member.rank, member.follow_since, user, stream, now, wall, posters)
+        if error is not None:
+            code, message, extra = error
+            ctx.reply_error(conn, ProtocolError(code, message, rid, cmid=msg.cmid, **extra))
+            return None
+        return _Candidate(session, msg, user, key, member.rank, [(conn, rid, msg.cmid)])
+
+    def _room_check(
+        self,
+        room: Room,
+        rank: int,
+        follow_since: float | None,
+        user: str,
+        stream: str,
+        now: float,
+        wall: float,
+        posters: set[tuple[str, str]],
+    ) -> tuple[ErrorCode, str, dict[str, Any]] | None:
+        """Bans, then (viewers only) comments off, followers-only and slow mode."""
+        ctx = self._ctx
+        banned, until = ctx.rooms.ban_of(room, user, wall)
+        if banned:
+            if until is None:
+                return ErrorCode.BANNED, "you are banned from this stream", {}
+            return ErrorCode.TIMED_OUT, "you are timed out", {"until": int(until * 1000)}
+        if rank:
+            return None
+        modes = room.modes
+        if modes.comments_off:
+            return ErrorCode.COMMENTS_OFF, "comments are off", {}
+        min_age = modes.followers_only_min_age_s
+        if min_age is not None and (follow_since is None or wall - follow_since < min_age):
+            return (
+                ErrorCode.FOLLOWERS_ONLY,
+                "followers-only mode: follow the channel (long enough) to comment",
+                {"min_age": min_age},
+            )
+        slow = modes.slow_seconds
+        if slow:
+            wait = ctx.limits.slow_mode_wait(stream, user, slow, now)
+            if wait == 0.0 and (stream, user) in posters:
+                wait = float(slow)  # an earlier post of this run takes the slot
+            if wait > 0.0:
+                return (
+                    ErrorCode.SLOW_MODE,
+                    f"slow mode: one comment every {slow} s",
+                    {"retry_ms": _retry_ms(wait)},
+                )
+        return None
+
+    def _rate_phase(self, candidates: list[_Candidate], now: float) -> list[_Candidate]:
+        limits = self._ctx.limits
+        allowed = limits.take_comments([c.user for c in candidates], bytes(c.rank for c in candidates), now)
+        kept = []
+        for candidate, ok in zip(candidates, allowed, strict=True):
+            if ok:
+                kept.append(candidate)
+            else:
+                wait = limits.comment_retry_after(candidate.user, candidate.rank, now)
+                self._refuse(candidate, ErrorCode.RATE_LIMITED, "too many comments", retry_ms=_retry_ms(wait))
+        return kept
+
+    def _admission_phase(self, candidates: list[_Candidate], now: float) -> list[_Candidate]:
+        allowed = self._ctx.limits.admit_streams([c.msg.stream for c in candidates], now)
+        kept = []
+        for candidate, ok in zip(candidates, allowed, strict=True):
+            if ok:
+                kept.append(candidate)
+            else:
+                self._refuse(
+                    candidate, ErrorCode.STREAM_BUSY, "this stream is at its comment capacity", retry_ms=1000
+                )
+        return kept
+
+    def _rules_phase(self, candidates: list[_Candidate], now: float) -> None:
+        ctx = self._ctx
+        # Moderators and the broadcaster are exempt from the rules stage, like platform AutoMods.
+        screened = [c for c in candidates if c.rank == 0]
+        verdicts = ctx.moderation.screen_many(
+            [c.msg.text for c in screened], [c.session.strikes for c in screened]
+        )
+        verdict_of = {id(c): v for c, v in zip(screened, verdicts, strict=True)}
+        ids = ctx.ids
+        for candidate in candidates:
+            verdict = verdict_of.get(id(candidate), ACCEPTED)
+            decision = verdict.decision
+            user = candidate.user
+            if decision is Decision.REJECT:
+                self.counters["rejected"] += 1
+                ctx.strike(user)
+                self._refuse(candidate, ErrorCode.REJECTED, "the comment breaks the chat rules")
+                continue
+            if decision is Decision.SHADOW_BAN:
+                ctx.strike(user)
+            msg = candidate.msg
+            session = candidate.session
+            room = ctx.rooms.get(msg.stream)
+            if candidate.rank == 0 and room is not None and room.modes.slow_seconds:
+                ctx.limits.mark_posted(msg.stream, user, now)
+            comment_id = ids.next_id()
+            ts_ms = id_timestamp_ms(comment_id)
+            text = msg.text
+            mentions = extract_mentions(text) if "@" in text else []
+            payload = encode_comment(
+                comment_id,
+                user,
+                session.principal.name,
+                text,
+                ts_ms,
+                msg.reply_to,
+                mentions,
+                _BADGES[candidate.rank],
+            )
+            pending = PendingComment(
+                msg.stream,
+                user,
+                candidate.key,
+                comment_id,
+                ts_ms,
+                payload,
+                text,
+                mentions,
+                decision is Decision.SHADOW_BAN,
+                verdict.reason if decision is Decision.FLAG else None,
+                session.strikes,
+                candidate.replies,
+            )
+            self._pending.append(pending)
+            self._unacked[candidate.key] = pending
+
+    async def _store(self, batch: list[PendingComment]) -> None:
+        """Store one batch in one write, then ack and fan out."""
+        ctx = self._ctx
+        try:
+            results = await ctx.log.append_many([LogEntry(p.stream, p.payload, p.key) for p in batch])
+        except BackendError as exc:
+            log.warning("comment log append of %d comments failed: %s", len(batch), exc)
+            for pending in batch:
+                self._unacked.pop(pending.key, None)
+                for conn, rid, cmid in pending.replies:
+                    ctx.reply_error(
+                        conn,
+                        ProtocolError(
+                            ErrorCode.UNAVAILABLE,
+                            "storage unavailable: retry with the same cmid",
+                            rid,
+                            cmid=cmid,
+                            retry_ms=1000,
+                        ),
+                    )
+            return
+        stored: list[PendingComment] = []
+        now = ctx.clock.monotonic()
+        for pending, result in zip(batch, results, strict=True):
+            if result.duplicate:
+                self._ack_original(pending, result.payload, now)
+            else:
+                stored.append(pending)
+        visible = [
+            StoredComment(p.stream, p.comment_id, p.user_id, p.payload) for p in stored if not p.shadow
+        ]
+        if visible:
+            try:
+                await ctx.history.put_many(visible)
+            except BackendError as exc:
+                # The log holds them; history is rebuilt from it. Acks still mean "stored".
+                log.warning("history put of %d comments failed: %s", len(visible), exc)
+        now = ctx.clock.monotonic()
+        # Per stream, once per batch: count every stored comment towards the rate, then decide
+        # which go into the tick with one sampling call.
+        per_stream: dict[str, list[int]] = {}
+        for index, pending in enumerate(stored):
+            per_stream.setdefault(pending.stream, []).append(index)
+        broadcast = [True] * len(stored)
+        for stream, indexes in per_stream.items():
+            ctx.sampler.observe(stream, now, len(indexes))
+            mask = ctx.sampler.keep_many(stream, [stored[i].comment_id for i in indexes])
+            if mask is not None:
+                for index, keep in zip(indexes, mask, strict=True):
+                    broadcast[index] = keep == 1
+        for pending, keep in zip(stored, broadcast, strict=True):
+            self._ack(pending, now)
+            self._deliver(pending, now, keep)
+        ctx.fanout.send_remote()
+
+    def _ack_original(self, pending: PendingComment, original: bytes, now: float) -> None:
+        """The log already held this client message id (another edge, or before a restart)."""
+        event = unpackb(original)
+        record = AckRecord(pending.stream, int(event["id"]), int(event["ts"]))
+        self._ctx.idempotency.put(pending.key, record, now)
+        self._unacked.pop(pending.key, None)
+        send = self._ctx.outbox.send
+        for conn, rid, cmid in pending.replies:
+            send(conn, encode_ack(rid, record.stream, cmid, record.comment_id, record.ts_ms, True))
+        self.counters["duplicates"] += 1
+
+    def _ack(self, pending: PendingComment, now: float) -> None:
+        ctx = self._ctx
+        ctx.idempotency.put(pending.key, AckRecord(pending.stream, pending.comment_id, pending.ts_ms), now)
+        self._unacked.pop(pending.key, None)
+        first = True
+        for conn, rid, cmid in pending.replies:
+            ctx.outbox.send(
+                conn, encode_ack(rid, pending.stream, cmid, pending.comment_id, pending.ts_ms, not first)
+            )
+            first = False
+
+    def _deliver(self, pending: PendingComment, now: float, broadcast: bool) -> None:
+        ctx = self._ctx
+        stream = pending.stream
+        comment_id = pending.comment_id
+        if pending.shadow:
+            self.counters["shadowed"] += 1
+            conns = ctx.sessions.conns_in(pending.user_id, stream)
+            if conns:
+                ctx.outbox.send_many(conns, encode_direct(stream, [pending.payload]))
+            return
+        self.counters["accepted"] += 1
+        ctx.engagement.comment_posted(stream, comment_id)
+        ctx.fanout.comment(stream, pending.payload, broadcast)
+        if broadcast:
+            room = ctx.rooms.get(stream)
+            if room is not None:
+                room.recent.append(comment_id, pending.user_id, pending.payload)
+        else:
+            self.counters["sampled_out"] += 1
+            targets = ctx.sessions.conns_in(pending.user_id, stream)
+            if pending.mentions:
+                targets.extend(ctx.sessions.mentioned_conns(pending.mentions, stream))
+            if targets:
+                ctx.outbox.send_many(sorted(set(targets)), encode_direct(stream, [pending.payload]))
+        if pending.flag_reason is not None:
+            ctx.background.spawn(
+                ctx.meta.flag_comment(
+                    FlaggedComment(
+                        stream,
+                        comment_id,
+                        pending.user_id,
+                        pending.payload,
+                        pending.flag_reason,
+                        -1.0,
+                        ctx.clock.time(),
+                    )
+                ),
+                "flag comment",
+            )
+        if self._reviews is not None:
+            self._reviews.submit(
+                ReviewItem(
+                    stream, comment_id, pending.user_id, pending.text, pending.payload, pending.strikes, now
+                )
+            )

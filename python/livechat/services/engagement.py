@@ -1,0 +1,204 @@
+"""Reactions, likes, comment and viewer counts: aggregated per stream, folded into the tick.
+
+Nothing here is sent per event: ``flush`` (every ``engagement_flush_s``) writes each changed
+stream's running totals into the edge's latest-value state slots, which ride the next tick:
+
+- ``rx``: ``{emoji: total}`` for the five reactions;
+- ``likes``: ``{comment_id: total}`` for comments whose likes changed since the last flush;
+- ``n``: ``{"c": comments, "v": viewers}``.
+
+With a Registry (cluster mode) the deltas of every flush are added to shared counters and the
+totals written are the cluster-wide ones; without one they are this edge's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from livechat.config import RoomConfig
+from livechat.ports.registry import Registry
+from livechat.protocol import REACTIONS, StateKey, packb
+from livechat.services.outbox import Outbox
+
+_EMOJI = tuple(REACTIONS)
+_EMOJI_INDEX = {name: i for i, name in enumerate(_EMOJI)}
+
+
+class StreamEngagement:
+    __slots__ = (
+        "comments",
+        "comments_delta",
+        "counts_dirty",
+        "like_delta",
+        "likers",
+        "likes",
+        "reactions",
+        "rx_delta",
+        "viewers",
+        "viewers_delta",
+    )
+
+    def __init__(self) -> None:
+        self.reactions = [0] * len(_EMOJI)
+        self.rx_delta = [0] * len(_EMOJI)
+        # comment id -> users who like it (only for tracked, recent comments); None until the
+        # first like, so tracking a comment allocates nothing.
+        self.likers: dict[int, set[str] | None] = {}
+        self.likes: dict[int, int] = {}
+        self.like_delta: dict[int, int] = {}
+        self.comments = 0
+        self.comments_delta = 0
+        self.viewers = 0
+        self.viewers_delta = 0
+        self.counts_dirty = False
+
+
+def _rx_key(stream: str, emoji: str) -> str:
+    return f"rx:{stream}:{emoji}"
+
+
+def _comments_key(stream: str) -> str:
+    return f"cc:{stream}"
+
+
+def _viewers_key(stream: str) -> str:
+    return f"vc:{stream}"
+
+
+def _likes_key(stream: str, comment_id: int) -> str:
+    return f"lk:{stream}:{comment_id}"
+
+
+class Engagement:
+    """Per-stream engagement totals of this edge (and the cluster, with a Registry)."""
+
+    __slots__ = ("_registry", "_streams", "_tracked_max")
+
+    @property
+    def shared(self) -> bool:
+        """Whether totals are cluster-wide (a Registry carries every edge's deltas)."""
+        return self._registry is not None
+
+    def __init__(self, config: RoomConfig, registry: Registry | None = None) -> None:
+        self._tracked_max = config.tracked_like_comments
+        self._registry = registry
+        self._streams: dict[str, StreamEngagement] = {}
+
+    def stream(self, stream: str) -> StreamEngagement:
+        state = self._streams.get(stream)
+        if state is None:
+            state = self._streams[stream] = StreamEngagement()
+        return state
+
+    def drop(self, stream: str) -> None:
+        self._streams.pop(stream, None)
+
+    def react(self, stream: str, emoji: str) -> None:
+        state = self.stream(stream)
+        index = _EMOJI_INDEX[emoji]
+        state.reactions[index] += 1
+        state.rx_delta[index] += 1
+
+    def comment_posted(self, stream: str, comment_id: int, count: bool = True) -> None:
+        """Start tracking who likes a visible comment and (``count``) count it. A comment from
+        another edge is not counted when the Registry already carries that edge's count."""
+        state = self.stream(stream)
+        if count:
+            state.comments += 1
+            state.comments_delta += 1
+            state.counts_dirty = True
+        likers = state.likers
+        likers[comment_id] = None
+        if len(likers) > self._tracked_max:
+            oldest = next(iter(likers))
+            del likers[oldest]
+            state.likes.pop(oldest, None)
+
+    def viewers(self, stream: str, delta: int) -> None:
+        state = self.stream(stream)
+        state.viewers += delta
+        state.viewers_delta += delta
+        state.counts_dirty = True
+
+    def like(self, stream: str, comment_id: int, user_id: str, on: bool) -> bool | None:
+        """Like or unlike; True when it changed the total, False when it was already so, None when
+        the comment is not tracked (too old or unknown)."""
+        state = self._streams.get(stream)
+        if state is None or comment_id not in state.likers:
+            return None
+        likers = state.likers[comment_id]
+        if on == (likers is not None and user_id in likers):
+            return False
+        delta = 1 if on else -1
+        if likers is None:
+            likers = state.likers[comment_id] = set()
+        if on:
+            likers.add(user_id)
+        else:
+            likers.discard(user_id)
+        state.likes[comment_id] = state.likes.get(comment_id, 0) + delta
+        state.like_delta[comment_id] = state.like_delta.get(comment_id, 0) + delta
+        return True
+
+    def forget(self, stream: str, comment_ids: Iterable[int]) -> None:
+        """Deleted comments: stop tracking them; the visible count drops."""
+        state = self._streams.get(stream)
+        if state is None:
+            return
+        for comment_id in comment_ids:
+            if comment_id in state.likers:
+                del state.likers[comment_id]
+                state.comments -= 1
+                state.comments_delta -= 1
+                state.counts_dirty = True
+            state.likes.pop(comment_id, None)
+            state.like_delta.pop(comment_id, None)
+
+    def snapshot(self, stream: str, comment_ids: Iterable[int]) -> dict[str, Any]:
+        """The state slots as a joiner needs them now (likes for the given comments)."""
+        state = self.stream(stream)
+        return {
+            StateKey.COUNTS: {"c": state.comments, "v": state.viewers},
+            StateKey.REACTIONS: dict(zip(_EMOJI, state.reactions, strict=True)),
+            StateKey.LIKES: {cid: state.likes[cid] for cid in comment_ids if state.likes.get(cid)},
+        }
+
+    async def flush(self, outbox: Outbox) -> int:
+        """Write changed totals to the state slots; returns how many streams changed."""
+        changed = 0
+        for stream, state in list(self._streams.items()):
+            rx_changed = any(state.rx_delta)
+            if not (rx_changed or state.like_delta or state.counts_dirty):
+                continue
+            changed += 1
+            if self._registry is not None:
+                await self._merge_cluster(stream, state, rx_changed)
+            if rx_changed:
+                state.rx_delta = [0] * len(_EMOJI)
+                outbox.set_state(
+                    stream, StateKey.REACTIONS, packb(dict(zip(_EMOJI, state.reactions, strict=True)))
+                )
+            if state.like_delta:
+                totals = {cid: state.likes.get(cid, 0) for cid in state.like_delta}
+                state.like_delta = {}
+                outbox.set_state(stream, StateKey.LIKES, packb(totals))
+            if state.counts_dirty:
+                state.counts_dirty = False
+                state.comments_delta = 0
+                state.viewers_delta = 0
+                outbox.set_state(stream, StateKey.COUNTS, packb({"c": state.comments, "v": state.viewers}))
+        return changed
+
+    async def _merge_cluster(self, stream: str, state: StreamEngagement, rx_changed: bool) -> None:
+        registry = self._registry
+        assert registry is not None
+        if rx_changed:
+            for i, emoji in enumerate(_EMOJI):
+                if state.rx_delta[i]:
+                    state.reactions[i] = await registry.incr(_rx_key(stream, emoji), state.rx_delta[i])
+        for comment_id, delta in state.like_delta.items():
+            state.likes[comment_id] = await registry.incr(_likes_key(stream, comment_id), delta)
+        if state.counts_dirty:
+            state.comments = await registry.incr(_comments_key(stream), state.comments_delta)
+            state.viewers = await registry.incr(_viewers_key(stream), state.viewers_delta)

@@ -1,0 +1,72 @@
+"""Where an event goes: this edge's stream tick, and (cluster mode) every other edge.
+
+Between edges an event travels as one tag byte plus the event's msgpack bytes, so the receiving
+edge can hand the same bytes to its own tick without re-encoding:
+
+- ``B`` a comment in the tick (the receiver publishes it and keeps it for snapshots);
+- ``S`` a comment sampled out of the tick (the receiver counts it towards the stream's rate and
+  delivers it directly to the author's and mentioned users' connections it holds);
+- ``P`` a moderation or room event for the priority lane (the receiver applies it to its room
+  state, then publishes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Final
+
+from livechat.ports.broker import Broker
+from livechat.services.background import Background
+from livechat.services.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+TAG_BROADCAST: Final = 0x42  # "B"
+TAG_SAMPLED: Final = 0x53  # "S"
+TAG_PRIORITY: Final = 0x50  # "P"
+
+
+class Fanout:
+    __slots__ = ("_background", "_broker", "_outbox", "_queued", "published")
+
+    def __init__(self, outbox: Outbox, broker: Broker | None, background: Background) -> None:
+        self._outbox = outbox
+        self._broker = broker
+        self._background = background
+        self._queued: list[tuple[str, bytes]] = []
+        self.published = 0
+
+    def comment(self, stream: str, payload: bytes, broadcast: bool) -> None:
+        """A new comment: into this edge's tick when ``broadcast``; to other edges either way."""
+        if broadcast:
+            self._outbox.publish(stream, payload)
+            self.published += 1
+        if self._broker is not None:
+            self._queued.append((stream, bytes((TAG_BROADCAST if broadcast else TAG_SAMPLED,)) + payload))
+
+    def priority(self, stream: str, event: bytes) -> None:
+        """A moderation/room event: priority lane here and on every other edge."""
+        self._outbox.publish(stream, event, priority=True)
+        if self._broker is not None:
+            self._queued.append((stream, bytes((TAG_PRIORITY,)) + event))
+            self.send_remote()
+
+    def send_remote(self) -> None:
+        """Hand everything queued to the broker (in order) without waiting for it."""
+        if not self._queued or self._broker is None:
+            return
+        queued, self._queued = self._queued, []
+        self._background.spawn(self._publish(self._broker, queued), "broker publish")
+
+    @staticmethod
+    async def _publish(broker: Broker, queued: list[tuple[str, bytes]]) -> None:
+        # Started in call order, so one backend pipeline keeps publish order per stream.
+        results = await asyncio.gather(
+            *(broker.publish(stream, payload) for stream, payload in queued), return_exceptions=True
+        )
+        failed = sum(1 for result in results if isinstance(result, BaseException))
+        if failed:
+            log.warning(
+                "broker refused %d of %d events; other edges resync on their gap", failed, len(queued)
+            )

@@ -1,0 +1,89 @@
+"""The newest visible comments of one stream, in memory: join snapshots and reconnect recovery."""
+
+from __future__ import annotations
+
+
+class RecentBuffer:
+    """Up to ``capacity`` (comment id -> (user id, encoded event)), ordered by id.
+
+    ``floor`` is the newest id this buffer may be missing: recovery from a last seen id below it
+    cannot be answered from memory. Deleted comments are removed, so neither snapshots nor recovery
+    ever return them.
+    """
+
+    __slots__ = ("_capacity", "_items", "_ordered", "floor")
+
+    def __init__(self, capacity: int, floor: int) -> None:
+        self._capacity = max(capacity, 1)
+        self._items: dict[int, tuple[str, bytes]] = {}
+        self._ordered = True
+        self.floor = floor
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, comment_id: int) -> bool:
+        return comment_id in self._items
+
+    def _order(self) -> None:
+        # Events from other edges can arrive slightly out of id order; restore it lazily.
+        if not self._ordered:
+            self._items = dict(sorted(self._items.items()))
+            self._ordered = True
+
+    def append(self, comment_id: int, user_id: str, payload: bytes) -> None:
+        items = self._items
+        if items and self._ordered and comment_id < next(reversed(items)):
+            self._ordered = False
+        items[comment_id] = (user_id, payload)
+        if len(items) > self._capacity:
+            self._order()
+            oldest = next(iter(self._items))
+            del self._items[oldest]
+            if oldest > self.floor:
+                self.floor = oldest
+
+    def load(self, newest_first: list[tuple[int, str, bytes]], complete: bool) -> None:
+        """Fill from history (newest first). ``complete``: that was the whole history."""
+        for comment_id, user_id, payload in reversed(newest_first):
+            self._items[comment_id] = (user_id, payload)
+        self._ordered = False
+        self._order()
+        # Everything newer than the oldest loaded id is here; before it, only when nothing is older.
+        self.floor = 0 if complete or not newest_first else newest_first[-1][0]
+
+    def get(self, comment_id: int) -> bytes | None:
+        item = self._items.get(comment_id)
+        return item[1] if item is not None else None
+
+    def remove(self, comment_id: int) -> bool:
+        return self._items.pop(comment_id, None) is not None
+
+    def remove_user(self, user_id: str) -> list[int]:
+        gone = [cid for cid, (uid, _) in self._items.items() if uid == user_id]
+        for cid in gone:
+            del self._items[cid]
+        return gone
+
+    def newest_id(self) -> int:
+        self._order()
+        return next(reversed(self._items)) if self._items else 0
+
+    def latest(self, limit: int) -> list[tuple[int, bytes]]:
+        """The newest ``limit`` comments, oldest first."""
+        self._order()
+        if limit <= 0:
+            return []
+        tail = list(self._items.items())[-limit:]
+        return [(cid, payload) for cid, (_, payload) in tail]
+
+    def after(self, last_id: int, limit: int) -> list[bytes] | None:
+        """Comments newer than ``last_id``, oldest first; None when memory cannot tell (too old, or
+        more than ``limit``)."""
+        if last_id < self.floor:
+            return None
+        self._order()
+        out = [payload for cid, (_, payload) in self._items.items() if cid > last_id]
+        if len(out) > limit:
+            return None
+        return out

@@ -1,0 +1,172 @@
+"""Per-stream room state on this edge: modes, pin, highlights, bans, recent comments.
+
+Loaded once per stream from the MetaStore and HistoryStore when the first local viewer joins,
+then kept current by this edge's own actions and by priority events from other edges. Dropped
+when the last local viewer has been gone for ``IDLE_DROP_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Final
+
+from livechat.config import RoomConfig
+from livechat.ids import first_id_at
+from livechat.ports.broker import Broker
+from livechat.ports.history import HistoryStore
+from livechat.ports.meta import GLOBAL_STREAM, Ban, MetaStore, Pin, RoomModes
+from livechat.services.clock import Clock
+from livechat.services.recent import RecentBuffer
+
+IDLE_DROP_S: Final = 60.0
+HIGHLIGHTS_KEPT: Final = 5
+
+
+class Room:
+    __slots__ = (
+        "bans",
+        "highlights",
+        "idle_since",
+        "modes",
+        "owner_id",
+        "pin",
+        "recent",
+        "stream",
+        "viewers",
+    )
+
+    def __init__(self, stream: str, owner_id: str, capacity: int, floor: int) -> None:
+        self.stream = stream
+        # The channel followers follow (the stream's owner; the stream id when unregistered).
+        self.owner_id = owner_id
+        self.modes = RoomModes()
+        self.pin: Pin | None = None
+        self.highlights: deque[int] = deque(maxlen=HIGHLIGHTS_KEPT)
+        # user id -> wall-clock expiry (None = permanent)
+        self.bans: dict[str, float | None] = {}
+        self.recent = RecentBuffer(capacity, floor)
+        self.viewers = 0
+        self.idle_since: float | None = None
+
+    def apply_ban(self, ban: Ban) -> None:
+        self.bans[ban.user_id] = ban.expires_at
+
+
+def ban_in_force(bans: dict[str, float | None], user_id: str, now: float) -> tuple[bool, float | None]:
+    """(banned, expiry) for one ban table; expired entries are dropped on sight."""
+    if user_id not in bans:
+        return False, None
+    expires = bans[user_id]
+    if expires is not None and expires <= now:
+        del bans[user_id]
+        return False, None
+    return True, expires
+
+
+class RoomDirectory:
+    """Loads, caches and drops rooms; owns the edge's broker subscriptions (one per open room)."""
+
+    def __init__(
+        self,
+        config: RoomConfig,
+        meta: MetaStore,
+        history: HistoryStore,
+        clock: Clock,
+        broker: Broker | None = None,
+    ) -> None:
+        self._config = config
+        self._meta = meta
+        self._history = history
+        self._clock = clock
+        self._broker = broker
+        self._rooms: dict[str, Room] = {}
+        self._loading: dict[str, asyncio.Future[Room]] = {}
+        self.global_bans: dict[str, float | None] = {}
+
+    async def load_global_bans(self) -> None:
+        now = self._clock.time()
+        self.global_bans = {
+            ban.user_id: ban.expires_at for ban in await self._meta.list_bans(GLOBAL_STREAM, now)
+        }
+
+    def get(self, stream: str) -> Room | None:
+        return self._rooms.get(stream)
+
+    def rooms(self) -> list[Room]:
+        return list(self._rooms.values())
+
+    async def open(self, stream: str) -> Room:
+        """The loaded room; concurrent first joins share one load. Raises BackendError on failure."""
+        room = self._rooms.get(stream)
+        if room is not None:
+            return room
+        pending = self._loading.get(stream)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Room] = asyncio.get_running_loop().create_future()
+        self._loading[stream] = future
+        try:
+            room = await self._load(stream)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: joiners waiting on it re-raise it themselves
+            raise
+        finally:
+            del self._loading[stream]
+        self._rooms[stream] = room
+        future.set_result(room)
+        return room
+
+    async def _load(self, stream: str) -> Room:
+        meta = self._meta
+        now = self._clock.time()
+        info = await meta.get_stream(stream)
+        room = Room(
+            stream,
+            info.owner_id if info is not None else stream,
+            self._config.recent_buffer,
+            first_id_at(int(now * 1000)),
+        )
+        room.modes = await meta.get_modes(stream)
+        room.pin = await meta.get_pin(stream, now)
+        for ban in await meta.list_bans(stream, now):
+            room.apply_ban(ban)
+        capacity = self._config.recent_buffer
+        stored = await self._history.recent(stream, capacity)
+        room.recent.load(
+            [(c.comment_id, c.user_id, c.payload) for c in stored], complete=len(stored) < capacity
+        )
+        if self._broker is not None:
+            await self._broker.subscribe(stream)
+        return room
+
+    def ban_of(self, room: Room, user_id: str, now: float) -> tuple[bool, float | None]:
+        """(banned, expiry) counting the stream's and the site-wide bans; the later expiry wins."""
+        if user_id not in room.bans and user_id not in self.global_bans:
+            return False, None
+        banned, expires = ban_in_force(room.bans, user_id, now)
+        global_banned, global_expires = ban_in_force(self.global_bans, user_id, now)
+        if not global_banned:
+            return banned, expires
+        if not banned:
+            return True, global_expires
+        if expires is None or global_expires is None:
+            return True, None
+        return True, max(expires, global_expires)
+
+    async def prune(self) -> list[str]:
+        """Drop rooms idle (no local viewer) for IDLE_DROP_S; returns their streams."""
+        now = self._clock.monotonic()
+        dropped = []
+        for stream, room in list(self._rooms.items()):
+            if room.viewers > 0:
+                room.idle_since = None
+            elif room.idle_since is None:
+                room.idle_since = now
+            elif now - room.idle_since >= IDLE_DROP_S:
+                del self._rooms[stream]
+                dropped.append(stream)
+                if self._broker is not None:
+                    await self._broker.unsubscribe(stream)
+        return dropped

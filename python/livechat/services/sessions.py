@@ -1,0 +1,100 @@
+"""Who is on which connection, in which streams, with which role; and how to reach a user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from livechat.auth import ROLE_RANK, Principal
+from livechat.ports.meta import Role
+
+
+@dataclass(slots=True)
+class Member:
+    """A connection's membership of one stream."""
+
+    role: Role
+    rank: int
+    # Wall-clock seconds the user started following the stream's owner (None: not a follower).
+    follow_since: float | None
+
+
+@dataclass(slots=True)
+class Session:
+    conn: int
+    principal: Principal
+    streams: dict[str, Member] = field(default_factory=dict)
+    # Moderation strikes of the user, read once per connection and kept current.
+    strikes: int = 0
+    strikes_loaded: bool = False
+
+
+def member_for(role: Role, follow_since: float | None) -> Member:
+    return Member(role, ROLE_RANK[role], follow_since)
+
+
+def handle_of(text: str) -> str:
+    """How a name is written in an @mention: lower-case, no spaces."""
+    return "".join(text.split()).lower()
+
+
+class SessionTable:
+    """Sessions by connection, authenticated users' connections, and @handle -> user ids."""
+
+    __slots__ = ("_by_conn", "_by_handle", "_by_user")
+
+    def __init__(self) -> None:
+        self._by_conn: dict[int, Session] = {}
+        self._by_user: dict[str, set[int]] = {}
+        self._by_handle: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_conn)
+
+    def get(self, conn_id: int) -> Session | None:
+        return self._by_conn.get(conn_id)
+
+    def add(self, session: Session) -> None:
+        self._by_conn[session.conn] = session
+        user = session.principal.user_id
+        if user is None:
+            return
+        self._by_user.setdefault(user, set()).add(session.conn)
+        for handle in {handle_of(user), handle_of(session.principal.name)}:
+            self._by_handle.setdefault(handle, set()).add(user)
+
+    def remove(self, conn_id: int) -> Session | None:
+        session = self._by_conn.pop(conn_id, None)
+        if session is None or session.principal.user_id is None:
+            return session
+        user = session.principal.user_id
+        conns = self._by_user.get(user)
+        if conns is not None:
+            conns.discard(conn_id)
+            if not conns:
+                del self._by_user[user]
+                for handle in {handle_of(user), handle_of(session.principal.name)}:
+                    users = self._by_handle.get(handle)
+                    if users is not None:
+                        users.discard(user)
+                        if not users:
+                            del self._by_handle[handle]
+        return session
+
+    def user_sessions(self, user_id: str) -> list[Session]:
+        return [self._by_conn[conn] for conn in self._by_user.get(user_id, ())]
+
+    def conns_in(self, user_id: str, stream: str) -> list[int]:
+        """This edge's connections of ``user_id`` that joined ``stream``."""
+        conns = self._by_user.get(user_id)
+        if not conns:
+            return []
+        by_conn = self._by_conn
+        return [conn for conn in conns if stream in by_conn[conn].streams]
+
+    def mentioned_conns(self, handles: list[str], stream: str) -> list[int]:
+        """Connections in ``stream`` of the users these @handles name."""
+        out: list[int] = []
+        for handle in handles:
+            for user in self._by_handle.get(handle, ()):
+                out.extend(self.conns_in(user, stream))
+        return out
