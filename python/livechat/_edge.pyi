@@ -21,9 +21,10 @@ CLOSE_WRITE_TIMEOUT: Final[int]
 class Edge:
     """One WebSocket edge: N I/O threads, their connections and the per-stream tick hub.
 
-    Connection ids are opaque 64-bit ints, never reused within a process. Every method taking a
-    connection id returns False (and does nothing) when that connection is already gone. All
-    methods are thread-safe and release the GIL while the core works.
+    Connection ids are opaque 64-bit ints; an id is not reused while its slot's 34-bit serial has
+    not wrapped (17 billion connections per I/O thread). Every method taking a connection id
+    returns False (and does nothing) when that connection is already closed. All methods are
+    thread-safe; the ones doing real work release the GIL.
     """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -51,7 +52,8 @@ class Edge:
     def subscribe(self, conn_id: int, stream: str) -> bool:
         """Add the connection to ``stream``: it receives every tick frame built after this call."""
 
-    def unsubscribe(self, conn_id: int, stream: str) -> bool: ...
+    def unsubscribe(self, conn_id: int, stream: str) -> bool:
+        """Stop delivering ``stream`` to the connection (frames already queued still go)."""
     def publish(self, stream: str, event: bytes, priority: bool = False) -> None:
         """Append one msgpack-encoded event to the stream's pending tick.
 
@@ -87,4 +89,28 @@ class Edge:
         """Stop accepting, flush queues, close every connection with 1001, join the threads."""
 
     @property
-    def port(self) -> int: ...
+    def port(self) -> int:
+        """The bound port (useful with ``port=0``)."""
+
+def encode_frame(
+    payload: bytes, binary: bool = True, mask: tuple[int, int, int, int] | list[int] | None = None
+) -> bytes:
+    """A whole frame: unmasked as the server sends it, or masked with ``mask`` as a client does."""
+
+def decode_client_frames(
+    data: bytes, max_message: int = 1048576, deflate: bool = False
+) -> tuple[list[bytes], int]:
+    """Decode masked client frames as the edge does: (data messages, bytes consumed); ValueError
+    names the close code the edge would send."""
+
+def deflate(data: bytes, level: int = 3) -> bytes:
+    """permessage-deflate compression of one message (no context takeover, tail stripped)."""
+
+def inflate(data: bytes, max_size: int = 1048576) -> bytes:
+    """Inflate one permessage-deflate message; ValueError past ``max_size`` (a deflate bomb)."""
+
+def msgpack_valid(data: bytes) -> bool:
+    """Whether ``data`` is exactly one msgpack value nested at most 32 deep."""
+
+def encode_tick(stream: str, seq: int, events: list[bytes]) -> bytes:
+    """The msgpack payload of a tick frame carrying ``events`` (each one msgpack value)."""

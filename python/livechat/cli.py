@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from livechat.config import EdgeConfig, EdgeMode
+from livechat.config import BackendConfig, EdgeConfig, EdgeMode, LiveChatConfig
 
 _EDGE_FLAGS = (
     "host",
@@ -60,9 +60,52 @@ def _run_bare_edge(config: EdgeConfig) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    import uvloop
+
+    from livechat.devsecret import with_dev_secret
+    from livechat.server import LiveChatServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    base = LiveChatConfig()
+    backends = dataclasses.replace(
+        base.backends, data_dir=args.data_dir, broker=args.broker, registry=args.registry
+    )
+    config = with_dev_secret(
+        dataclasses.replace(base, edge_id=args.edge_id, edge=_edge_config(args, "app"), backends=backends)
+    )
+
+    async def run() -> None:
+        server = LiveChatServer(config)
+        port = await server.start()
+        print(
+            f"livechat serve: ws://{config.edge.host}:{port}/ (data in {config.backends.data_dir})",
+            flush=True,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
+        await server.wait_stopped()
+
+    uvloop.run(run())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livechat", description="Live-stream comments edge.")
     sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve live comments (embedded by default: no services needed)")
+    _add_edge_options(serve)
+    backend_defaults = BackendConfig()
+    serve.add_argument(
+        "--data-dir", default=backend_defaults.data_dir, help="SQLite and the dev secret live here"
+    )
+    serve.add_argument("--broker", default=backend_defaults.broker, help="memory:// or redis://host:port")
+    serve.add_argument("--registry", default=backend_defaults.registry, help="memory:// or redis://host:port")
+    serve.add_argument("--edge-id", default=None, help="this edge's name among others (default: random)")
     echo = sub.add_parser("echo", help="echo every message (the Autobahn testee)")
     _add_edge_options(echo)
     fanout = sub.add_parser(
@@ -74,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "echo":
         return _run_bare_edge(_edge_config(args, "echo"))
     if args.command == "fanout":

@@ -213,3 +213,17 @@ class BackendConfig:
 
     def sqlite_url(self) -> str:
         return f"sqlite://{self.data_dir}/livechat.db"
+
+
+# --- the whole process -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveChatConfig:
+    """One ``livechat serve`` process: its edge, chat services and backends."""
+
+    # Names this edge to the others (broker dedupe, connection registry); None = random per start.
+    edge_id: str | None = None
+    edge: EdgeConfig = dataclasses.field(default_factory=EdgeConfig)
+    chat: ChatConfig = dataclasses.field(default_factory=ChatConfig)
+    backends: BackendConfig = dataclasses.field(default_factory=BackendConfig)

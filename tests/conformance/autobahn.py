@@ -74,7 +74,7 @@ def start_testee(port: int) -> subprocess.Popen[bytes]:
 
 def judge(report_dir: Path) -> Summary:
     s = Summary()
-    for path in sorted(report_dir.glob("*.json")):
+    for path in sorted(report_dir.glob("*_case_*.json")):
         r = json.loads(path.read_text())
         s.total += 1
         s.behaviors[f"{r['behavior']}/{r['behaviorClose']}"] += 1

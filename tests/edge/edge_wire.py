@@ -210,10 +210,11 @@ class RawClient:
         extensions: str | None = None,
         extra: list[tuple[str, str]] | None = None,
         rcvbuf: int | None = None,
+        maxseg: int | None = None,
         trailing: bytes = b"",
     ) -> RawClient:
         """Handshake (checking the 101 and its accept key); ``trailing`` goes in the same write."""
-        sock = await open_socket(port, rcvbuf=rcvbuf)
+        sock = await open_socket(port, rcvbuf=rcvbuf, maxseg=maxseg)
         key = new_key()
         loop = asyncio.get_running_loop()
         await loop.sock_sendall(
@@ -346,12 +347,21 @@ class RawClient:
         self.sock.close()
 
 
-async def open_socket(port: int, *, rcvbuf: int | None = None) -> socket.socket:
+# Loopback's MSS is ~64 KiB, and Linux sizes a new connection's send buffer from the peer's MSS:
+# every edge socket to a loopback client starts with tcp_wmem's max (4 MiB here) of kernel
+# buffer. A client advertising an Ethernet MSS gets the ~130 KiB a real NIC connection gets,
+# so a client that stops reading backs up into the edge's own send queue within ~130 KiB.
+ETHERNET_MSS = 1448
+
+
+async def open_socket(port: int, *, rcvbuf: int | None = None, maxseg: int | None = None) -> socket.socket:
     """A connected non-blocking TCP socket to the edge on loopback."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Both before connect: they shape the SYN (window scale, MSS option).
     if rcvbuf is not None:
-        # Before connect, so the advertised window (and its scale) stays small.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if maxseg is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, maxseg)
     sock.setblocking(False)
     try:
         await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port)), TIMEOUT)
