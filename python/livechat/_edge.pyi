@@ -77,11 +77,18 @@ class Edge:
     def close(self, conn_id: int, code: int = 1000, reason: str = "") -> bool:
         """Start the close handshake after what is already queued has been written."""
 
+    def set_static(self, path: str, content_type: str, body: bytes) -> None:
+        """Answer plain (non-upgrade) GETs of ``path`` (query ignored) with 200 and ``body``.
+
+        Any other plain GET gets 426 naming the WebSocket upgrade it expects.
+        """
+
     def stream_subscribers(self, stream: str) -> int:
         """Connections on this edge currently subscribed to ``stream``."""
 
     def stats(self) -> dict[str, Any]:
-        """Counters: connections, accepted, rejected, messages_in, deliveries, ticks, frames_built,
+        """Counters: connections, accepted, rejected, messages_in, deliveries (events written),
+        frames_out, ticks, frames_built, tick_build_ns (time encoding + compressing ticks),
         queue_bytes, ticks_skipped, slow_closes, write_timeouts, and ``threads``: one dict of the
         same per-thread counters per I/O thread."""
 

@@ -84,14 +84,12 @@ impl Edge {
         PyList::new(py, items)
     }
 
-    fn subscribe(&self, conn_id: u64, stream: &str) -> PyResult<()> {
-        self.core()?.subscribe(conn_id, stream);
-        Ok(())
+    fn subscribe(&self, conn_id: u64, stream: &str) -> PyResult<bool> {
+        Ok(self.core()?.subscribe(conn_id, stream))
     }
 
-    fn unsubscribe(&self, conn_id: u64, stream: &str) -> PyResult<()> {
-        self.core()?.unsubscribe(conn_id, stream);
-        Ok(())
+    fn unsubscribe(&self, conn_id: u64, stream: &str) -> PyResult<bool> {
+        Ok(self.core()?.unsubscribe(conn_id, stream))
     }
 
     #[pyo3(signature = (stream, event, priority = false))]
@@ -113,9 +111,8 @@ impl Edge {
     }
 
     #[pyo3(signature = (conn_id, data, binary = true))]
-    fn send(&self, conn_id: u64, data: &[u8], binary: bool) -> PyResult<()> {
-        self.core()?.send(conn_id, data, binary);
-        Ok(())
+    fn send(&self, conn_id: u64, data: &[u8], binary: bool) -> PyResult<bool> {
+        Ok(self.core()?.send(conn_id, data, binary))
     }
 
     #[pyo3(signature = (conn_ids, data, binary = true))]
@@ -125,7 +122,7 @@ impl Edge {
     }
 
     #[pyo3(signature = (conn_id, code = 1000, reason = ""))]
-    fn close(&self, conn_id: u64, code: u16, reason: &str) -> PyResult<()> {
+    fn close(&self, conn_id: u64, code: u16, reason: &str) -> PyResult<bool> {
         if !(code == close::NORMAL
             || code == close::GOING_AWAY
             || (1007..=1014).contains(&code)
@@ -133,7 +130,11 @@ impl Edge {
         {
             return Err(PyValueError::new_err(format!("close code {code} may not be sent")));
         }
-        self.core()?.close(conn_id, code, reason);
+        Ok(self.core()?.close(conn_id, code, reason))
+    }
+
+    fn set_static(&self, path: &str, content_type: &str, body: &[u8]) -> PyResult<()> {
+        self.core()?.set_static(path, content_type, body);
         Ok(())
     }
 

@@ -26,6 +26,9 @@ fn bind(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
     // One listener per I/O thread on the same port: the kernel spreads accepts across them.
     s.set_reuse_port(true)?;
     s.set_nonblocking(true)?;
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one setsockopt per
+    // process instead of one per connection.
+    s.set_tcp_nodelay(true)?;
     s.bind(&addr.into())?;
     s.listen(backlog)?;
     Ok(s.into())
@@ -64,6 +67,7 @@ impl Edge {
             polls.push(poll);
         }
         let shared = Arc::new(Shared {
+            static_files: std::sync::RwLock::new(std::collections::HashMap::new()),
             settings,
             hub: Mutex::new(HubState::default()),
             ticker_wake: Condvar::new(),
@@ -74,6 +78,7 @@ impl Edge {
             stopped: AtomicBool::new(false),
             frames_built: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
+            tick_build_ns: AtomicU64::new(0),
         });
         let mut threads = Vec::with_capacity(n + 1);
         for (i, (poll, l)) in polls.into_iter().zip(listeners).enumerate() {
@@ -93,20 +98,26 @@ impl Edge {
         &self.shared.events
     }
 
-    fn to_owner(&self, id: u64, cmd: Cmd) {
-        if let Some(w) = self.shared.worker_of(id) {
-            w.send(cmd);
+    /// Queue `cmd` on the thread owning `id`; false when the connection is already gone.
+    fn to_owner(&self, id: u64, cmd: impl FnOnce() -> Cmd) -> bool {
+        let slot = (id & ((1 << worker::SLOT_BITS) - 1)) as usize;
+        match self.shared.worker_of(id) {
+            Some(w) if w.is_live(id, slot) => {
+                w.send(cmd());
+                true
+            }
+            _ => false,
         }
     }
 
-    pub fn subscribe(&self, id: u64, stream: &str) {
+    pub fn subscribe(&self, id: u64, stream: &str) -> bool {
         let sid = self.shared.hub().intern(stream);
-        self.to_owner(id, Cmd::Subscribe(id, sid));
+        self.to_owner(id, || Cmd::Subscribe(id, sid))
     }
 
-    pub fn unsubscribe(&self, id: u64, stream: &str) {
+    pub fn unsubscribe(&self, id: u64, stream: &str) -> bool {
         let sid = self.shared.hub().intern(stream);
-        self.to_owner(id, Cmd::Unsubscribe(id, sid));
+        self.to_owner(id, || Cmd::Unsubscribe(id, sid))
     }
 
     pub fn publish(&self, stream: &str, event: &[u8], priority: bool) {
@@ -129,20 +140,22 @@ impl Edge {
         Arc::new(SharedFrame::message(data, binary, d.as_mut().map(|d| (d, s.deflate_min_bytes))))
     }
 
-    pub fn send(&self, id: u64, data: &[u8], binary: bool) {
-        let f = self.single_frame(data, binary);
-        self.to_owner(id, Cmd::Send(id, f));
+    pub fn send(&self, id: u64, data: &[u8], binary: bool) -> bool {
+        self.to_owner(id, || Cmd::Send(id, self.single_frame(data, binary)))
     }
 
-    /// Returns how many ids named a live I/O thread.
+    /// Returns how many of the ids were open connections.
     pub fn send_many(&self, ids: &[u64], data: &[u8], binary: bool) -> usize {
         let f = self.single_frame(data, binary);
         let mut per_thread: Vec<Vec<u64>> = vec![Vec::new(); self.shared.workers.len()];
         let mut n = 0;
         for &id in ids {
+            let slot = (id & ((1 << worker::SLOT_BITS) - 1)) as usize;
             if let Some(v) = per_thread.get_mut((id >> 56) as usize) {
-                v.push(id);
-                n += 1;
+                if self.shared.workers[(id >> 56) as usize].is_live(id, slot) {
+                    v.push(id);
+                    n += 1;
+                }
             }
         }
         for (w, ids) in self.shared.workers.iter().zip(per_thread) {
@@ -153,8 +166,14 @@ impl Edge {
         n
     }
 
-    pub fn close(&self, id: u64, code: u16, reason: &str) {
-        self.to_owner(id, Cmd::Close(id, code, reason.to_owned()));
+    pub fn close(&self, id: u64, code: u16, reason: &str) -> bool {
+        self.to_owner(id, || Cmd::Close(id, code, reason.to_owned()))
+    }
+
+    /// Serve `body` to plain GETs of `path` (exact match, query ignored).
+    pub fn set_static(&self, path: &str, content_type: &str, body: &[u8]) {
+        let mut files = self.shared.static_files.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        files.insert(path.to_owned(), (content_type.to_owned(), Arc::from(body)));
     }
 
     pub fn stream_subscribers(&self, stream: &str) -> u32 {
@@ -174,6 +193,7 @@ impl Edge {
         total.push(("events_published", published));
         total.push(("ticks", self.shared.ticks.load(Ordering::Relaxed)));
         total.push(("frames_built", self.shared.frames_built.load(Ordering::Relaxed)));
+        total.push(("tick_build_ns", self.shared.tick_build_ns.load(Ordering::Relaxed)));
         total.push(("io_threads", per.len() as u64));
         (total, per)
     }
@@ -216,6 +236,7 @@ fn run_ticker(shared: &Shared) {
         let next = hub.take_due(now, &s.tick, &mut due);
         if !due.is_empty() {
             drop(hub);
+            let build_start = Instant::now();
             let frames: Vec<(u32, Arc<SharedFrame>)> = due
                 .drain(..)
                 .map(|t| {
@@ -224,6 +245,7 @@ fn run_ticker(shared: &Shared) {
                 })
                 .collect();
             shared.frames_built.fetch_add(frames.len() as u64, Ordering::Relaxed);
+            shared.tick_build_ns.fetch_add(build_start.elapsed().as_nanos() as u64, Ordering::Relaxed);
             shared.ticks.fetch_add(1, Ordering::Relaxed);
             let frames = Arc::new(frames);
             for w in &shared.workers {

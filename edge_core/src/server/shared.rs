@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use crate::fanout::hub::HubState;
 use crate::fanout::tick::SharedFrame;
@@ -147,11 +147,28 @@ pub struct WorkerLink {
     cmds: Mutex<Vec<Cmd>>,
     waker: mio::Waker,
     pub stats: ThreadStats,
+    /// The id living in each slot (0 = free), so callers can tell a dead id at once: 8 bytes
+    /// per slot, written on accept and close, read by the bridge.
+    live: RwLock<Vec<u64>>,
 }
 
 impl WorkerLink {
     pub fn new(waker: mio::Waker) -> Self {
-        Self { cmds: Mutex::new(Vec::new()), waker, stats: ThreadStats::default() }
+        Self { cmds: Mutex::new(Vec::new()), waker, stats: ThreadStats::default(), live: RwLock::new(Vec::new()) }
+    }
+
+    pub fn set_live(&self, slot: usize, id: u64) {
+        let mut live = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if live.len() <= slot {
+            live.resize(slot + 1, 0);
+        }
+        live[slot] = id;
+    }
+
+    /// Whether `id` is an open connection of this thread right now.
+    pub fn is_live(&self, id: u64, slot: usize) -> bool {
+        let live = self.live.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        live.get(slot) == Some(&id)
     }
 
     /// Queue a command; the thread is woken only when its queue was empty.
@@ -171,8 +188,13 @@ impl WorkerLink {
     }
 }
 
+/// A file served to plain GETs (the web page): content type and body.
+pub type StaticFile = (String, Arc<[u8]>);
+
 /// Everything the threads share.
 pub struct Shared {
+    /// Plain-GET paths (query stripped) → file; set from Python, read on each plain GET.
+    pub static_files: RwLock<std::collections::HashMap<String, StaticFile>>,
     pub settings: Settings,
     pub hub: Mutex<HubState>,
     pub ticker_wake: Condvar,
@@ -183,6 +205,8 @@ pub struct Shared {
     pub stopped: AtomicBool,
     pub frames_built: AtomicU64,
     pub ticks: AtomicU64,
+    /// Time spent encoding and compressing tick frames, in nanoseconds (all ticks).
+    pub tick_build_ns: AtomicU64,
 }
 
 impl Shared {

@@ -29,23 +29,24 @@ use crate::settings::Mode;
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
 /// Slot bits of a connection id: 4M connections per thread.
-const SLOT_BITS: u32 = 22;
+pub const SLOT_BITS: u32 = 22;
 const SERIAL_BITS: u32 = 34;
 /// Reads per readiness event before yielding to other connections (64 KiB each).
 const READS_PER_TURN: usize = 16;
 const READ_BUF: usize = 64 * 1024;
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
-/// The error every malformed app-mode message gets (documented in docs/protocol.md).
+/// The `err` every app-mode binary message that is not one msgpack value gets
+/// (docs/protocol.md §6, code `bad_msgpack`); the connection stays open.
 fn malformed_error_frame() -> Vec<u8> {
-    let mut p = Vec::with_capacity(64);
+    let mut p = Vec::with_capacity(80);
     msgpack::write_map_len(&mut p, 3);
     msgpack::write_str(&mut p, "t");
-    msgpack::write_str(&mut p, "error");
+    msgpack::write_str(&mut p, "err");
     msgpack::write_str(&mut p, "code");
-    msgpack::write_str(&mut p, "malformed");
-    msgpack::write_str(&mut p, "message");
-    msgpack::write_str(&mut p, "binary messages must be exactly one msgpack value");
+    msgpack::write_str(&mut p, "bad_msgpack");
+    msgpack::write_str(&mut p, "msg");
+    msgpack::write_str(&mut p, "a binary message must be exactly one msgpack value");
     frame::encode_frame(OP_BINARY, false, &p)
 }
 
@@ -154,7 +155,7 @@ impl Worker {
                     WAKER => self.handle_cmds(),
                     Token(slot) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.on_readable(slot);
+                            self.on_readable(slot, ev.is_read_closed() || ev.is_error());
                         }
                         if ev.is_writable() {
                             self.mark_dirty(slot);
@@ -163,7 +164,7 @@ impl Worker {
                 }
             }
             for slot in std::mem::take(&mut self.again) {
-                self.on_readable(slot);
+                self.on_readable(slot, true);
             }
             self.flush_dirty();
             self.ctx.shared.events.push_batch(&mut self.ctx.events);
@@ -209,7 +210,6 @@ impl Worker {
             ThreadStats::add(&self.stats().rejected, 1);
             return;
         }
-        let _ = sock.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
         self.serial = (self.serial + 1) & ((1 << SERIAL_BITS) - 1);
@@ -219,12 +219,16 @@ impl Worker {
             return;
         }
         entry.insert(Conn::new(sock, id, self.now_ms, deadline));
+        self.ctx.shared.workers[self.idx].set_live(slot, id);
         self.ctx.shared.open_connections.fetch_add(1, Ordering::Relaxed);
         ThreadStats::add(&self.stats().connections, 1);
         ThreadStats::add(&self.stats().accepted, 1);
     }
 
-    fn on_readable(&mut self, slot: usize) {
+    /// Read until the socket is drained. A short read means it is (epoll reports the next
+    /// arrival as a new edge), which saves the EAGAIN read per event; when the event also
+    /// carried a hang-up, read on to see the EOF.
+    fn on_readable(&mut self, slot: usize, hangup: bool) {
         for _ in 0..READS_PER_TURN {
             let Some(conn) = self.conns.get_mut(slot) else {
                 return;
@@ -251,6 +255,9 @@ impl Worker {
                 // Both sides have closed: whatever else arrives is discarded.
                 State::Finishing => {}
             }
+            if n < READ_BUF && !hangup {
+                return;
+            }
         }
         self.again.push(slot);
     }
@@ -271,7 +278,13 @@ impl Worker {
         match handshake::parse(&conn.inbuf, settings.max_request_bytes, settings.deflate) {
             Parsed::Partial => {}
             Parsed::Reject(r) => {
-                let _ = conn.sock.write(&handshake::rejection_response(&r));
+                let response = match &r {
+                    Rejection::PlainGet(path) => static_response(&self.ctx.shared, path),
+                    _ => None,
+                };
+                let response = response.unwrap_or_else(|| handshake::rejection_response(&r));
+                // Best effort in one write: a static page is small, and the socket closes after.
+                let _ = conn.sock.write(&response);
                 if !matches!(r, Rejection::PlainGet(_)) {
                     ThreadStats::add(&self.ctx.shared.workers[self.idx].stats.rejected, 1);
                 }
@@ -551,6 +564,7 @@ impl Worker {
             self.unsubscribe_local(slot, s);
         }
         let conn = self.conns.remove(slot);
+        self.ctx.shared.workers[self.idx].set_live(slot, 0);
         let was_open = conn.state != State::Handshake;
         if was_open && self.ctx.shared.settings.mode == Mode::App {
             self.ctx.events.push(Event::Close {
@@ -690,6 +704,14 @@ impl Worker {
             self.accept_all();
         }
     }
+}
+
+/// The 200 response for a plain GET of a registered static path.
+fn static_response(shared: &Shared, path_and_query: &str) -> Option<Vec<u8>> {
+    let path = path_and_query.split(['?', '#']).next().unwrap_or("/");
+    let files = shared.static_files.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (content_type, body) = files.get(path)?;
+    Some(handshake::http_response("200 OK", "Cache-Control: no-cache\r\n", content_type, body))
 }
 
 /// Decode whatever whole frames `buf` holds for `conn`, acting on each message by mode.
