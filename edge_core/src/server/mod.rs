@@ -2,6 +2,7 @@
 
 pub mod conn;
 pub mod shared;
+pub mod sink;
 pub mod worker;
 
 use std::io;

@@ -492,7 +492,7 @@ impl Worker {
             }
             return;
         }
-        match conn.out.flush(&mut conn.sock) {
+        match conn.out.flush(&mut super::sink::SocketSink::new(&conn.sock)) {
             Ok(r) => {
                 if r.bytes > 0 {
                     conn.last_progress_ms = self.now_ms;
