@@ -44,11 +44,14 @@ class EdgeConfig:
     write_timeout_ms: int = 10_000
     # Time a closing connection is given to finish the close handshake before the socket is dropped.
     close_linger_ms: int = 2_000
-    # Per-stream tick: streams whose audience x event rate is small flush every tick_min_ms; the
-    # interval grows toward tick_max_ms as deliveries per second pass tick_budget_deliveries.
+    # Per-stream tick. A stream's first event after a quiet spell goes out at the next ticker wake
+    # (<= tick_min_ms); after that, frames of one stream are spaced by
+    # clamp(subscribers / tick_budget_deliveries seconds, tick_min_ms, tick_max_ms). Each frame
+    # delivery costs ~3-8 µs of kernel CPU (bench.core_cost), so 100 000 frame deliveries/s is
+    # ~0.3-0.8 core per hot stream: 15 000 viewers tick every 150 ms, a 1 000-viewer room every 10 ms.
     tick_min_ms: int = 10
-    tick_max_ms: int = 100
-    tick_budget_deliveries: int = 200_000
+    tick_max_ms: int = 250
+    tick_budget_deliveries: int = 100_000
     # permessage-deflate (RFC 7692); tick frames under deflate_min_bytes go uncompressed.
     deflate: bool = True
     deflate_min_bytes: int = 256
@@ -215,15 +218,102 @@ class BackendConfig:
         return f"sqlite://{self.data_dir}/livechat.db"
 
 
+# --- operations: admin HTTP server, logs, shutdown ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpsConfig:
+    """The operator surface of ``livechat serve``: the admin HTTP server with ``/metrics``,
+    ``/healthz`` and ``/readyz`` (``livechat.server.admin``), logs (``livechat.logs``), shutdown."""
+
+    # The admin server has no authentication: keep it on a private interface. Port 0 = any free
+    # port (it is logged at start).
+    admin_enabled: bool = True
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8766
+    # "json": one JSON object per line, for log shippers; "plain": one readable line per event.
+    log_format: Literal["json", "plain"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # On SIGTERM /readyz answers 503 for this long while everything keeps serving (load balancers
+    # stop sending new viewers), then the edge stops accepting, flushes and closes with 1001.
+    drain_grace_s: float = 0.0
+    # Time the edge gets to flush send queues and finish close handshakes before sockets drop.
+    drain_timeout_ms: int = 5_000
+    # The broker round trip is probed this often (a control message addressed to no edge).
+    broker_probe_interval_s: float = 5.0
+    # Per-stream series (sampling tier, comment rate) for at most this many of the busiest streams.
+    metrics_stream_series: int = 50
+    # Lifetime of the development tokens ``livechat token`` mints.
+    dev_token_ttl_s: int = 86_400
+
+
 # --- the whole process -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class LiveChatConfig:
-    """One ``livechat serve`` process: its edge, chat services and backends."""
+    """One ``livechat serve`` process: its edge, chat services, backends and operator surface."""
 
     # Names this edge to the others (broker dedupe, connection registry); None = random per start.
     edge_id: str | None = None
     edge: EdgeConfig = dataclasses.field(default_factory=EdgeConfig)
     chat: ChatConfig = dataclasses.field(default_factory=ChatConfig)
     backends: BackendConfig = dataclasses.field(default_factory=BackendConfig)
+    ops: OpsConfig = dataclasses.field(default_factory=OpsConfig)
+
+
+# --- clients: the Python SDK, the web page, the load test ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """The Python client (``livechat.client``) and the web page's JS client, which is served these
+    values by ``livechat.server.webpage`` so both reconnect alike."""
+
+    # Delay before reconnect attempt n (0-based): uniform in [0, min(max, initial * factor**n)]
+    # ("full jitter": after a server restart the viewers do not all come back in one millisecond).
+    reconnect_initial_s: float = 0.25
+    reconnect_max_s: float = 15.0
+    reconnect_factor: float = 2.0
+    connect_timeout_s: float = 5.0
+    # A request (post, join, moderator action...) unanswered this long fails with TimeoutError.
+    # Posts keep their cmid across reconnects (resent once reconnected), so a retry never doubles.
+    request_timeout_s: float = 10.0
+    # Comment ids remembered per stream to drop duplicates (snapshot vs first ticks, recovery).
+    dedupe_ids: int = 4096
+    # Events buffered for ``LiveChatClient.events()``; past this the oldest are dropped and counted.
+    event_buffer: int = 100_000
+    # Offer permessage-deflate (the websockets transport; picows has none).
+    deflate: bool = True
+    # Client pings find a dead path sooner than TCP does (the edge itself pings after 30 s silence).
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    # Largest server message accepted (a tick of a busy stream is well under this).
+    max_message_bytes: int = 16 * 1024 * 1024
+    # Comments the web page keeps in its list; older ones leave the DOM.
+    page_comments: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class LoadTestConfig:
+    """``loadtest/locustfile.py``: the user mix, what each user does, how latency is sampled."""
+
+    # Users spread over this many streams named ``{stream_prefix}-{i}``.
+    streams: int = 1
+    stream_prefix: str = "load"
+    # Locust weights of the three user classes.
+    viewer_weight: int = 90
+    poster_weight: int = 5
+    reactor_weight: int = 5
+    # Seconds between one poster's comments: a viewer may post 10/min (LimitsConfig), so ~8 s
+    # on average stays under it; posters with role "moderator" may post 100/min.
+    post_interval_s: tuple[float, float] = (6.5, 9.5)
+    poster_role: str = "viewer"
+    react_interval_s: tuple[float, float] = (0.5, 2.0)
+    comment_chars: int = 60
+    # Viewers per locust process that report each delivered comment's latency as a locust request;
+    # the others only count deliveries, so the load generator stays cheap next to the server.
+    latency_viewers: int = 25
+    # Tokens are minted with the HS256 secret the server keeps in its data directory.
+    secret_file: str = "livechat-data/hmac-secret"
+    token_ttl_s: int = 86_400
