@@ -33,6 +33,9 @@ pub struct Settings {
     pub send_queue_hard_bytes: usize,
     pub write_timeout: Duration,
     pub close_linger: Duration,
+    /// SO_SNDBUF / SO_RCVBUF for every connection; 0 leaves the kernel's autotuning.
+    pub socket_send_buffer: usize,
+    pub socket_receive_buffer: usize,
     pub tick: TickTiming,
     pub deflate: bool,
     pub deflate_min_bytes: usize,

@@ -42,6 +42,12 @@ class EdgeConfig:
     send_queue_soft_bytes: int = 64 * 1024
     send_queue_hard_bytes: int = 256 * 1024
     write_timeout_ms: int = 10_000
+    # Kernel socket buffers per connection (SO_SNDBUF / SO_RCVBUF, set on the listener and
+    # inherited by accepted sockets); 0 = kernel autotuning. On loopback Linux sizes send buffers
+    # to ~4 MiB from the peer's MSS, so slow-consumer skipping starts only once that is full; a
+    # 1M-connection host caps them (docs/operations.md), e.g. 65536 / 16384.
+    socket_send_buffer_bytes: int = 0
+    socket_receive_buffer_bytes: int = 0
     # Time a closing connection is given to finish the close handshake before the socket is dropped.
     close_linger_ms: int = 2_000
     # Per-stream tick. A stream's first event after a quiet spell goes out at the next ticker wake

@@ -66,7 +66,7 @@ class WebsocketsPeer:
         await self.ws.close()
 
 
-class _PicowsListener(WSListener):  # type: ignore[misc]
+class _PicowsListener(WSListener):
     def __init__(self) -> None:
         self.messages: asyncio.Queue[bytes | str | Closed] = asyncio.Queue()
         self.parts: list[bytes] = []
@@ -156,6 +156,7 @@ async def open_peer(kind: str, port: int, path: str = "/") -> Peer:
         return WebsocketsPeer(kind, ws)
     if kind == "picows":
         transport, listener = await ws_connect(_PicowsListener, url, websocket_handshake_timeout=TIMEOUT)
+        assert isinstance(listener, _PicowsListener)
         return PicowsPeer(transport, listener)
     if kind in ("raw", "raw-deflate"):
         offer = RAW_DEFLATE_OFFER if kind == "raw-deflate" else None

@@ -1,4 +1,4 @@
-"""Raw WebSocket on asyncio streams: exact client bytes out, server frames parsed and checked in.
+"""Raw WebSocket over non-blocking sockets: exact client bytes out, server frames parsed and checked in.
 
 The edge tests need to send what no well-behaved client library would (unmasked frames, reserved
 opcodes, lying length fields, deflate bombs) and to see exactly what the server answers (close
@@ -132,23 +132,6 @@ def parse_http_head(head: bytes) -> HttpResponse:
     return HttpResponse(int(status), reason[0] if reason else "", headers, b"")
 
 
-async def read_http_response(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> HttpResponse:
-    """Read one HTTP/1.1 response head and its Content-Length body."""
-    response = parse_http_head(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout))
-    if "content-length" in response.headers:
-        n = int(response.headers["content-length"])
-        response.body = await asyncio.wait_for(reader.readexactly(n), timeout)
-    return response
-
-
-async def expect_eof(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> bytes:
-    """Everything left until the server closes the TCP connection (fails if it never does)."""
-    try:
-        return await asyncio.wait_for(reader.read(), timeout)
-    except ConnectionResetError:
-        return b""
-
-
 @dataclass
 class ServerFrame:
     fin: bool
@@ -197,6 +180,7 @@ class RawClient:
         # The server reset the connection (RST) instead of closing it (FIN).
         self.reset = False
         self.write_error: OSError | None = None
+        self.close_sent = False
         self._loop = asyncio.get_running_loop()
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop())
@@ -241,6 +225,8 @@ class RawClient:
                     self.write_error = e
 
     def send(self, data: bytes) -> None:
+        if data and data[0] & 0x0F == OP_CLOSE:
+            self.close_sent = True
         self._outgoing.put_nowait(data)
 
     def send_message(self, payload: bytes | str) -> None:
@@ -294,7 +280,8 @@ class RawClient:
         return ServerFrame(bool(b0 & 0x80), bool(b0 & 0x40), b0 & 0x0F, payload)
 
     async def recv_message(self, timeout: float = TIMEOUT) -> Message:
-        """The next data message; raises Closed on a close frame. Answers pings."""
+        """The next data message; raises Closed on a close frame (answered with a close frame
+        unless this side closed first). Answers pings."""
         parts: list[bytes] = []
         first: ServerFrame | None = None
         frames = 0
@@ -308,6 +295,9 @@ class RawClient:
                 continue
             if f.opcode == OP_CLOSE:
                 code = struct.unpack("!H", f.payload[:2])[0] if f.payload else 1005
+                if not self.close_sent:
+                    # As a client does (RFC 6455 §5.5.1): the server then closes TCP at once.
+                    self.send(client_frame(OP_CLOSE, f.payload[:2]))
                 raise Closed(code, f.payload[2:].decode())
             frames += 1
             if first is None:

@@ -27,7 +27,8 @@ StartApp = Callable[..., tuple[Edge, AppEvents]]
 
 
 def pack(value: object) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 async def connect(edge: Edge, events: AppEvents, path: str = "/", **kw: object) -> tuple[RawClient, int]:
@@ -105,7 +106,8 @@ async def test_malformed_binary_gets_an_error_and_the_connection_stays(start_app
     for bad in (b"\xc1", b"\x92\x01", b"\x01\x02", b"\xd9\x05ab", b""):
         client.send_message(bad)
         error = unpack((await client.recv_message()).data)
-        assert error["t"] == "error" and error["code"] == "malformed" and error["message"], error
+        # docs/protocol.md §6
+        assert error["t"] == "err" and error["code"] == "bad_msgpack" and error["msg"], error
     client.send_message("text is never msgpack-checked \xff")
     client.send_message(pack({"ok": True}))
     assert await events.expect_message(conn) == "text is never msgpack-checked \xff"

@@ -145,7 +145,9 @@ CASES: list[tuple[str, bytes, int, bool]] = [
 
 
 async def wait_connections(edge: Edge, n: int) -> None:
-    for _ in range(200):
+    # A failed connection gets a lingering close: FIN after the close frame, then the edge waits
+    # for the peer's EOF up to close_linger_ms (2 s); these raw clients never close, so allow 4 s.
+    for _ in range(400):
         if edge.stats()["connections"] == n:
             return
         await asyncio.sleep(0.01)
@@ -184,17 +186,18 @@ async def test_bad_clients_all_at_once(echo_edge: Edge, probe: EchoProbe) -> Non
 
 
 async def test_bomb_is_refused_without_inflating_it_all(echo_edge: Edge) -> None:
-    """A 1 GB bomb (1 MB on the wire) is refused as soon as inflation passes the limit."""
+    """The biggest bomb a frame under the limit can carry (48 MB from ~48 KB at level 9) is refused
+    as soon as inflation passes the limit."""
     bad = await RawClient.connect(echo_edge.port, extensions=DEFLATE)
     z = zlib.compressobj(9, zlib.DEFLATED, -15)
     chunk = bytes(1 << 20)
-    body = b"".join(z.compress(chunk) for _ in range(1000)) + z.flush(zlib.Z_SYNC_FLUSH)[:-4]
-    assert len(body) < 1_100_000
+    body = b"".join(z.compress(chunk) for _ in range(48)) + z.flush(zlib.Z_SYNC_FLUSH)[:-4]
+    assert len(body) < LIMIT, "the frame itself passes the size check"
     loop = asyncio.get_running_loop()
     started = loop.time()
     bad.send(client_frame(OP_BINARY, body, rsv1=True))
-    await bad.expect_close(CLOSE_TOO_BIG)
-    assert loop.time() - started < 2.0
+    assert "inflation" in await bad.expect_close(CLOSE_TOO_BIG)
+    assert loop.time() - started < 1.0
     assert echo_edge.stats()["protocol_errors"] == 1
 
 

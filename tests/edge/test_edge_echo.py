@@ -14,6 +14,7 @@ import random
 import pytest
 from edge_clients import KINDS, Peer, StartEdge, open_peer
 from edge_wire import (
+    ETHERNET_MSS,
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,
@@ -94,10 +95,9 @@ async def test_fragmented_messages_are_reassembled(echo_edge: Edge, kind: str) -
 
 
 async def test_incompressible_message_at_the_limit_sent_compressed(echo_edge: Edge) -> None:
-    """max_message_bytes bounds the message "after reassembly and inflation" (config.py), but the
-    edge also refuses a compressed frame whose *wire* length passes the limit: random data of
-    65 536 bytes deflates to 65 557, so a client that compresses every message (websockets does)
-    gets 1009 for a message the limit allows."""
+    """A message at the size limit, compressed by a client that compresses everything, is
+    accepted: deflate grows incompressible data (65 536 random bytes become 65 557), so the
+    compressed wire length gets slack and the limit is enforced on the inflated size."""
     client = await RawClient.connect(echo_edge.port, extensions="permessage-deflate")
     for n in (LIMIT - 10, LIMIT):
         payload = os.urandom(n)
@@ -109,15 +109,43 @@ async def test_incompressible_message_at_the_limit_sent_compressed(echo_edge: Ed
 
 
 async def test_pipelining_client_that_reads_is_not_closed(echo_edge: Edge) -> None:
-    """A client that writes 1 MiB of messages before reading its replies, then reads them all, is
-    a fast reader: the edge should stop reading from it while its replies back up (read-side
-    backpressure), not close it as a slow consumer (4008) once the replies pass the hard cap."""
+    """A client that writes 4 MiB of messages at once and reads every reply as it comes is a fast
+    reader and is never closed: the edge writes before it judges the hard cap (256 KiB), and stops
+    reading the client while the replies queued for it are over the soft cap."""
     client = await RawClient.connect(echo_edge.port)
-    sent = [i.to_bytes(4, "big") + os.urandom(4_092) for i in range(256)]
+    sent = [i.to_bytes(4, "big") + os.urandom(4_092) for i in range(1024)]
     client.send(b"".join(client_frame(OP_BINARY, m) for m in sent))
     for i, m in enumerate(sent):
         assert (await client.recv_message()).data == m, i
     await client.close()
+
+
+async def test_slow_close_of_a_client_still_sending_keeps_the_stream_in_sync(start_edge: StartEdge) -> None:
+    """A client that sends 4 MiB of echo requests and reads nothing. The edge stops reading it
+    once its reply queue passes the soft cap (TCP pushes back on the sender), and closes it with
+    4009 when the queue makes no progress for write_timeout_ms. The frames it sent after that are
+    not its fault: they must not count as protocol errors (input after a forced close is discarded,
+    not decoded from the middle of a frame), and its close frame must still reach it when it reads
+    at last (a lingering close, not an RST)."""
+    echo_edge = start_edge(mode="echo", write_timeout_ms=1500)
+    client = await RawClient.connect(echo_edge.port, rcvbuf=4096, maxseg=ETHERNET_MSS)
+    frames = b"".join(client_frame(OP_BINARY, i.to_bytes(4, "big") + bytes(4_092)) for i in range(1024))
+    client.send(frames)
+    for _ in range(400):
+        stats = echo_edge.stats()
+        if stats["slow_closes"] + stats["write_timeouts"]:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)  # the rest of its 4 MiB arrives after the close began
+    stats = echo_edge.stats()
+    assert stats["slow_closes"] + stats["write_timeouts"] == 1, stats
+    assert stats["protocol_errors"] == 0, "bytes after a slow-consumer close were parsed out of sync"
+    reason = ""
+    with pytest.raises(Closed) as closed:
+        while True:
+            await client.recv_message()
+    reason = closed.value.reason
+    assert closed.value.code in (4008, 4009), reason
 
 
 async def test_text_split_inside_a_character_and_ping_between_fragments(echo_edge: Edge) -> None:

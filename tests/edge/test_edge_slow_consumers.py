@@ -21,6 +21,7 @@ so each pins ~130 KiB of kernel buffer (~130 MB for all), not loopback's 4 MiB.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import struct
@@ -123,7 +124,15 @@ async def read_ticks(client: RawClient, events: int, priority: int) -> tuple[lis
     normal: list[Any] = []
     urgent: list[Any] = []
     while len(normal) < events or len(urgent) < priority:
-        tick = msgpack.unpackb((await client.recv_message(timeout=15)).data)
+        try:
+            message = await client.recv_message(timeout=15)
+        except TimeoutError:
+            gaps = [(a, b) for a, b in itertools.pairwise(seqs) if b != a + 1]
+            raise AssertionError(
+                f"reader stalled: {len(normal)}/{events} events, {len(urgent)}/{priority} priority, "
+                f"last q {seqs[-1:]}, gaps in q {gaps[:5]}"
+            ) from None
+        tick = msgpack.unpackb(message.data)
         seqs.append(tick["q"])
         (urgent if tick.get("p") else normal).extend(tick["e"])
     return seqs, normal, urgent

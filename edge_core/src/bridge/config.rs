@@ -26,6 +26,8 @@ const KEYS: &[&str] = &[
     "send_queue_hard_bytes",
     "write_timeout_ms",
     "close_linger_ms",
+    "socket_send_buffer_bytes",
+    "socket_receive_buffer_bytes",
     "tick_min_ms",
     "tick_max_ms",
     "tick_budget_deliveries",
@@ -76,6 +78,8 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<Settings> {
         send_queue_hard_bytes: get(&d, "send_queue_hard_bytes")?,
         write_timeout: ms(&d, "write_timeout_ms")?,
         close_linger: ms(&d, "close_linger_ms")?,
+        socket_send_buffer: get(&d, "socket_send_buffer_bytes")?,
+        socket_receive_buffer: get(&d, "socket_receive_buffer_bytes")?,
         tick: TickTiming {
             min: ms(&d, "tick_min_ms")?,
             max: ms(&d, "tick_max_ms")?,

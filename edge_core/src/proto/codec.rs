@@ -70,6 +70,18 @@ pub struct Scratch {
     stateless_inflater: Inflater,
 }
 
+/// Largest message on the wire. Deflate can grow incompressible data (stored blocks: 5 bytes per
+/// 64 KiB, more with some compressors' block choices), so compressed messages get 1/8 + 1 KiB of
+/// slack; the inflater enforces the real limit on what they inflate to.
+fn wire_limit(max_message: usize, compressed: bool) -> u64 {
+    let max = max_message as u64;
+    if compressed {
+        max + max / 8 + 1024
+    } else {
+        max
+    }
+}
+
 fn check_header(h: &FrameHeader, st: &RxState, cfg: &RxConfig) -> Result<(), ProtocolError> {
     if h.mask.is_none() {
         return Err(err(close::PROTOCOL_ERROR, "client frames must be masked"));
@@ -108,7 +120,8 @@ fn check_header(h: &FrameHeader, st: &RxState, cfg: &RxConfig) -> Result<(), Pro
         _ => return Err(err(close::PROTOCOL_ERROR, "reserved opcode")),
     }
     let so_far = st.fragment.as_ref().map_or(0, |f| f.data.len() as u64);
-    if h.len.saturating_add(so_far) > cfg.max_message as u64 {
+    let compressed = h.rsv1 || st.fragment.as_ref().is_some_and(|f| f.compressed);
+    if h.len.saturating_add(so_far) > wire_limit(cfg.max_message, compressed) {
         return Err(err(close::TOO_BIG, "message too big"));
     }
     Ok(())
@@ -316,6 +329,17 @@ mod tests {
         let mut two = encode_client_frame(false, false, OP_BINARY, &[0; 60], K);
         two.extend(encode_client_frame(true, false, OP_CONTINUATION, &[0; 60], K));
         assert_eq!(run(&c, &two, 1000).unwrap_err().code, close::TOO_BIG);
+    }
+
+    #[test]
+    fn incompressible_message_at_the_limit_is_accepted_compressed() {
+        let c = RxConfig { max_message: 1000, ..cfg(true) };
+        let data: Vec<u8> = (0..1000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let mut z = Vec::new();
+        Deflater::with_window(0, 15).compress(&data, &mut z);
+        assert!(z.len() > 1000, "stored blocks grow the message");
+        let f = encode_client_frame(true, true, OP_BINARY, &z, K);
+        assert_eq!(run(&c, &f, 4096).unwrap(), vec![Got::Bin(data)]);
     }
 
     #[test]

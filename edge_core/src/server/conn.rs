@@ -25,6 +25,13 @@ pub struct Conn {
     pub deflate: Option<DeflateParams>,
     pub ping_outstanding: bool,
     pub dirty: bool,
+    /// Not read while its send queue is over the soft cap: TCP pushes back on a client that
+    /// sends faster than it reads its replies.
+    pub read_paused: bool,
+    /// After a forced close the input may stop mid-frame: it is read and dropped, not decoded.
+    pub discard_input: bool,
+    /// Our side of the TCP stream is shut (FIN sent); we read on until EOF or the linger ends.
+    pub write_shut: bool,
     /// Close code and reason reported to Python when the connection ends.
     pub close_code: u16,
     pub close_reason: Option<Box<str>>,
@@ -50,6 +57,9 @@ impl Conn {
             deflate: None,
             ping_outstanding: false,
             dirty: false,
+            read_paused: false,
+            discard_input: false,
+            write_shut: false,
             close_code: crate::proto::close::ABNORMAL,
             close_reason: None,
             last_read_ms: now_ms,

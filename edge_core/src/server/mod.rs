@@ -21,7 +21,7 @@ use crate::settings::Settings;
 pub use shared::Event;
 use shared::{lock, Cmd, EventSink, Shared, WorkerLink};
 
-fn bind(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+fn bind(addr: SocketAddr, settings: &Settings) -> io::Result<std::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     s.set_reuse_address(true)?;
     // One listener per I/O thread on the same port: the kernel spreads accepts across them.
@@ -30,8 +30,15 @@ fn bind(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
     // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one setsockopt per
     // process instead of one per connection.
     s.set_tcp_nodelay(true)?;
+    // Inherited the same way: bounded kernel memory per connection at no per-accept cost.
+    if settings.socket_send_buffer > 0 {
+        s.set_send_buffer_size(settings.socket_send_buffer)?;
+    }
+    if settings.socket_receive_buffer > 0 {
+        s.set_recv_buffer_size(settings.socket_receive_buffer)?;
+    }
     s.bind(&addr.into())?;
-    s.listen(backlog)?;
+    s.listen(settings.listen_backlog)?;
     Ok(s.into())
 }
 
@@ -54,11 +61,11 @@ impl Edge {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "host resolves to nothing"))?;
         let n = settings.io_threads.clamp(1, 127);
         let mut listeners = Vec::with_capacity(n);
-        let first = bind(addr, settings.listen_backlog)?;
+        let first = bind(addr, &settings)?;
         let port = first.local_addr()?.port();
         listeners.push(first);
         for _ in 1..n {
-            listeners.push(bind(SocketAddr::new(addr.ip(), port), settings.listen_backlog)?);
+            listeners.push(bind(SocketAddr::new(addr.ip(), port), &settings)?);
         }
         let mut polls = Vec::with_capacity(n);
         let mut links = Vec::with_capacity(n);

@@ -229,7 +229,22 @@ impl Worker {
     /// arrival as a new edge), which saves the EAGAIN read per event; when the event also
     /// carried a hang-up, read on to see the EOF.
     fn on_readable(&mut self, slot: usize, hangup: bool) {
+        let soft = self.ctx.shared.settings.send_queue_soft_bytes;
         for _ in 0..READS_PER_TURN {
+            let Some(conn) = self.conns.get_mut(slot) else {
+                return;
+            };
+            if conn.state == State::Open && conn.out.queued_bytes() > soft {
+                self.flush(slot);
+                let Some(conn) = self.conns.get_mut(slot) else {
+                    return;
+                };
+                if conn.out.queued_bytes() > soft {
+                    // Resumed by `flush` once the queue is back under the soft cap.
+                    conn.read_paused = true;
+                    return;
+                }
+            }
             let Some(conn) = self.conns.get_mut(slot) else {
                 return;
             };
@@ -251,9 +266,9 @@ impl Worker {
             ThreadStats::add(&self.ctx.shared.workers[self.idx].stats.bytes_in, n as u64);
             match conn.state {
                 State::Handshake => self.on_handshake_bytes(slot, n),
-                State::Open | State::Closing => self.on_frame_bytes(slot, n),
-                // Both sides have closed: whatever else arrives is discarded.
-                State::Finishing => {}
+                State::Open | State::Closing if !conn.discard_input => self.on_frame_bytes(slot, n),
+                // Both sides have closed, or the stream is out of sync: discard.
+                _ => {}
             }
             if n < READ_BUF && !hangup {
                 return;
@@ -390,8 +405,14 @@ impl Worker {
             ThreadStats::add(&self.stats().ticks_skipped, u64::from(r.skipped));
         }
         if r.over_hard_cap {
-            ThreadStats::add(&self.stats().slow_closes, 1);
-            self.force_close(slot, close::SLOW_CONSUMER, "slow consumer: send queue over its cap");
+            // The queue may only be full because nothing was written yet this pass: write what
+            // the socket takes, then judge.
+            self.flush(slot);
+            let hard = self.ctx.shared.settings.send_queue_hard_bytes;
+            if self.conns.get(slot).is_some_and(|c| c.out.queued_bytes() > hard) {
+                ThreadStats::add(&self.stats().slow_closes, 1);
+                self.force_close(slot, close::SLOW_CONSUMER, "slow consumer: send queue over its cap");
+            }
         } else {
             self.mark_dirty(slot);
         }
@@ -465,6 +486,8 @@ impl Worker {
         if let Some(conn) = self.conns.get_mut(slot) {
             conn.out.clear_unsent();
             conn.inbuf = Vec::new();
+            conn.rx = crate::proto::codec::RxState::default();
+            conn.discard_input = true;
         }
         self.begin_close(slot, code, reason);
     }
@@ -488,7 +511,7 @@ impl Worker {
         conn.dirty = false;
         if conn.out.is_empty() {
             if conn.state == State::Finishing {
-                self.drop_conn(slot);
+                Self::linger(conn);
             }
             return;
         }
@@ -503,16 +526,28 @@ impl Worker {
                 ThreadStats::add(&st.deliveries, r.events);
                 if conn.out.is_empty() {
                     match conn.state {
-                        State::Finishing => self.drop_conn(slot),
                         // Our close frame is out: half-close so the peer sees EOF after it.
-                        State::Closing => {
-                            let _ = conn.sock.shutdown(std::net::Shutdown::Write);
-                        }
+                        State::Finishing | State::Closing => Self::linger(conn),
                         _ => {}
                     }
                 }
+                let soft = self.ctx.shared.settings.send_queue_soft_bytes;
+                if conn.read_paused && conn.out.queued_bytes() <= soft {
+                    conn.read_paused = false;
+                    self.again.push(slot);
+                }
             }
             Err(_) => self.drop_conn(slot),
+        }
+    }
+
+    /// Lingering close: send FIN once everything queued is out, then read and drop whatever
+    /// still arrives until the peer's EOF (or the linger deadline), so unread input never turns
+    /// our close into an RST that could destroy the close frame in flight.
+    fn linger(conn: &mut Conn) {
+        if !conn.write_shut {
+            conn.write_shut = true;
+            let _ = conn.sock.shutdown(std::net::Shutdown::Write);
         }
     }
 
