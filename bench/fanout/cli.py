@@ -9,6 +9,7 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import socket
 import sys
 import tempfile
@@ -48,6 +49,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steady-seconds", type=float)
     parser.add_argument("--step-seconds", type=float)
     parser.add_argument("--ladder", help="comma-separated msg/s rates after the steady step")
+    parser.add_argument(
+        "--livechat-args",
+        default="",
+        help='extra flags for `livechat fanout`, e.g. "--tick-max-ms 250 --io-threads 2"',
+    )
     parser.add_argument("--out", type=Path, help="JSON path (markdown goes beside it as .md)")
     parser.add_argument(
         "--wait-quiet",
@@ -88,7 +94,7 @@ def versions() -> dict[str, str]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = build_plan(args)
-    targets = parse_targets(args.targets)
+    targets = parse_targets(args.targets, tuple(shlex.split(args.livechat_args)))
     started = datetime.datetime.now().astimezone()
     run_info: dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"),
@@ -114,6 +120,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         run_info["results"].append(result)
         print(f"[{target.name}] {headline(result)}", file=sys.stderr, flush=True)
     run_info["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    if not any("error" in result for result in run_info["results"]):
+        shutil.rmtree(log_dir)  # logs are kept only when something went wrong
+        run_info["log_dir"] = None
     return run_info
 
 

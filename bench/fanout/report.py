@@ -93,7 +93,8 @@ def render(run: dict[str, Any]) -> str:
         if "connections" in result:
             lines.append(
                 f"{result['connections']} connections in {result['connect_seconds']:.1f} s "
-                f"({result['connect_failures']} failed); "
+                f"({result['connect_failures']} failed; server CPU {result['accept_sys_share'] * 100:.0f} % "
+                "system time); "
                 f"idle server CPU {result['idle_cpu_cores']:.3f} cores; machine busy before start "
                 f"{result.get('machine_busy_before_cores', float('nan')):.2f} cores."
             )

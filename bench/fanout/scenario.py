@@ -67,7 +67,7 @@ FULL = Plan(
     drain_timeout_s=5.0,
 )
 QUICK = Plan(
-    conns=2_000, workers=2, steady_s=3.0, ladder=(20, 200), step_s=2.0, settle_s=1.0, drain_timeout_s=2.0
+    conns=2_000, workers=2, steady_s=3.0, ladder=(20, 200), step_s=2.0, settle_s=0.5, drain_timeout_s=2.0
 )
 
 
@@ -83,7 +83,7 @@ class TargetRun:
         # Each target gets its own source addresses, so earlier targets' TIME_WAIT ports never collide.
         self.subnet = f"127.0.{10 + index}"
         self.log_dir = log_dir
-        self.server = ServerProcess(target.command(plan.host, port), log_dir / f"{target.name}-server.log")
+        self.server = ServerProcess(target.argv(plan.host, port), log_dir / f"{target.name}-server.log")
         self.viewers: list[LoadWorker] = []
         self.publisher: LoadWorker | None = None
         self.viewer_count = 0
@@ -111,9 +111,11 @@ class TargetRun:
             result["error"] = f"{type(exc).__name__}: {exc}"
             result["server_log_tail"] = log_tail(self.server.log_path)
         finally:
+            # Clients leave first: a server shutting down with thousands of peers still attached
+            # spends seconds in close handshakes that measure nothing.
+            workers = [*self.viewers, *([self.publisher] if self.publisher else [])]
+            await asyncio.gather(*(worker.stop() for worker in workers))
             result["server_exit_code"] = await self.server.stop()
-            for worker in [*self.viewers, *([self.publisher] if self.publisher else [])]:
-                await worker.stop()
             log.close()
         return result
 
@@ -133,6 +135,7 @@ class TargetRun:
         assert self.publisher is not None
         await asyncio.sleep(self.plan.settle_s)
         base = procstat.sample(self.server.pid)
+        base_user, base_system = procstat.cpu_times(self.server.pid)
         slab_before = procstat.kernel_slab_bytes()
         started = time.monotonic()
         counts = split(self.plan.conns, self.plan.workers)
@@ -154,6 +157,8 @@ class TargetRun:
         )
         connect_s = time.monotonic() - started
         after_connect = procstat.sample(self.server.pid)
+        connect_user, connect_system = procstat.cpu_times(self.server.pid)
+        connect_cpu = (connect_user - base_user) + (connect_system - base_system)
         self.viewer_count = sum(reply["connected"] for reply in connects[:-1])
         if connects[-1]["connected"] != 1:
             raise RuntimeError(f"publisher could not connect: {connects[-1]['errors']}")
@@ -175,6 +180,7 @@ class TargetRun:
             "rss_idle_bytes": idle.rss_bytes,
             "rss_per_idle_conn_bytes": (idle.rss_bytes - base.rss_bytes) / total,
             "cpu_per_accept_us": (after_connect.cpu_s - base.cpu_s) / total * 1e6,
+            "accept_sys_share": (connect_system - base_system) / connect_cpu if connect_cpu else 0.0,
             "idle_cpu_cores": (idle.cpu_s - after_connect.cpu_s) / self.plan.settle_s,
             # Both ends of every connection live on this machine; other processes' slab use is noise.
             "kernel_slab_per_conn_both_ends_bytes": (slab_after - slab_before) / total,

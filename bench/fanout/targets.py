@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import shutil
 import sys
@@ -15,14 +16,18 @@ class Target:
     # livechat batches a stream's messages into one tick frame per tick; peers send one each.
     tick_frames: bool
     command: Callable[[str, int], list[str]]
+    # Appended to the command, e.g. livechat CLI tuning flags ("--tick-max-ms 250").
+    extra_args: tuple[str, ...] = ()
+
+    def argv(self, host: str, port: int) -> list[str]:
+        return [*self.command(host, port), *self.extra_args]
 
 
 def _livechat_command(host: str, port: int) -> list[str]:
     """``livechat fanout`` when the CLI is installed, else the bench's own Edge runner."""
     exe = shutil.which("livechat")
     if exe is not None and importlib.util.find_spec("livechat.cli") is not None:
-        # The CLI binds EdgeConfig's default host (127.0.0.1), where the load generator connects.
-        return [exe, "fanout", "--port", str(port)]
+        return [exe, "fanout", "--host", host, "--port", str(port)]
     return [sys.executable, "-m", "bench.fanout.subject", "--host", host, "--port", str(port)]
 
 
@@ -40,9 +45,10 @@ TARGETS: dict[str, Target] = {
 }
 
 
-def parse_targets(spec: str) -> list[Target]:
+def parse_targets(spec: str, livechat_args: tuple[str, ...] = ()) -> list[Target]:
     names = [name.strip() for name in spec.split(",") if name.strip()]
     unknown = [name for name in names if name not in TARGETS]
     if unknown or not names:
         raise ValueError(f"unknown target(s) {unknown or spec!r}; choose from {', '.join(TARGETS)}")
-    return [TARGETS[name] for name in names]
+    targets = [TARGETS[name] for name in names]
+    return [dataclasses.replace(t, extra_args=livechat_args) if t.name == "livechat" else t for t in targets]
