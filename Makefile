@@ -42,7 +42,7 @@ lint-python:
 	$(PY) -m mypy
 
 stubtest: ## the .pyi files against the built modules
-	$(PY) -m mypy.stubtest livechat._edge livechat._speedups --allowlist .stubtest-allowlist
+	$(PY) -m mypy.stubtest livechat._edge livechat._speedups
 
 bench: ## pytest-benchmark micro-benchmarks (frames, deflate, msgpack, Cython loops) with peers
 	$(PY) -m pytest bench -q -o addopts="" --benchmark-only -p no:cacheprovider

@@ -28,10 +28,45 @@ ACCEPTABLE_CLOSE = {"OK", "INFORMATIONAL", "UNIMPLEMENTED"}
 # A subset that touches every area in about a minute: framing, pings, reserved bits, opcodes,
 # fragmentation, UTF-8 (incl. fail-fast), close handling, limits, compression with every offer.
 SUBSET = [
-    "1.*", "2.*", "3.*", "4.*", "5.*", "6.1.*", "6.2.*", "6.3.*", "6.4.*", "6.5.*", "6.6.*", "6.7.*",
-    "6.8.*", "6.9.*", "6.10.*", "6.11.*", "6.12.*", "6.16.*", "6.21.*", "6.22.1*", "7.*", "9.1.1", "9.2.1",
-    "9.5.1", "9.6.1", "10.*", "12.1.1", "12.1.5", "12.2.10", "12.4.5", "12.5.17", "13.1.1", "13.2.5",
-    "13.3.1", "13.4.10", "13.5.5", "13.6.10", "13.7.1", "13.7.18",
+    "1.*",
+    "2.*",
+    "3.*",
+    "4.*",
+    "5.*",
+    "6.1.*",
+    "6.2.*",
+    "6.3.*",
+    "6.4.*",
+    "6.5.*",
+    "6.6.*",
+    "6.7.*",
+    "6.8.*",
+    "6.9.*",
+    "6.10.*",
+    "6.11.*",
+    "6.12.*",
+    "6.16.*",
+    "6.21.*",
+    "6.22.1*",
+    "7.*",
+    "9.1.1",
+    "9.2.1",
+    "9.5.1",
+    "9.6.1",
+    "10.*",
+    "12.1.1",
+    "12.1.5",
+    "12.2.10",
+    "12.4.5",
+    "12.5.17",
+    "13.1.1",
+    "13.2.5",
+    "13.3.1",
+    "13.4.10",
+    "13.5.5",
+    "13.6.10",
+    "13.7.1",
+    "13.7.18",
 ]
 
 
@@ -42,7 +77,8 @@ class Summary:
     failed: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
-        lines = [f"{self.total} cases; behaviour counts: " + ", ".join(f"{k} {v}" for k, v in sorted(self.behaviors.items()))]
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.behaviors.items()))
+        lines = [f"{self.total} cases; behaviour counts: {counts}"]
         lines.append("No FAILED case." if not self.failed else "FAILED: " + ", ".join(self.failed))
         return "\n".join(lines)
 
@@ -57,8 +93,20 @@ def free_port() -> int:
 def start_testee(port: int) -> subprocess.Popen[bytes]:
     cap = str(64 << 20)
     cmd = [
-        sys.executable, "-m", "livechat.cli", "echo", "--port", str(port), "--max-message-bytes", str(32 << 20),
-        "--send-queue-soft-bytes", cap, "--send-queue-hard-bytes", cap, "--deflate-min-bytes", "0",
+        sys.executable,
+        "-m",
+        "livechat.cli",
+        "echo",
+        "--port",
+        str(port),
+        "--max-message-bytes",
+        str(32 << 20),
+        "--send-queue-soft-bytes",
+        cap,
+        "--send-queue-hard-bytes",
+        cap,
+        "--deflate-min-bytes",
+        "0",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
