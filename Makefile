@@ -1,9 +1,11 @@
 # livechat: one Makefile for set-up, tests, lint and benchmarks (CI runs `make lint test`).
 PY ?= python3
 PIP := $(PY) -m pip
+# Python paths every linter sees (only those present: a fresh tree may lack one).
+PY_PATHS := $(wildcard python tests bench loadtest pyext/setup.py)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install pyext redis serve test test-rust test-py lint lint-rust lint-python stubtest bench bench-fanout autobahn clean
+.PHONY: help install pyext redis chromium serve test test-rust test-py lint lint-rust lint-python stubtest bench bench-fanout loadtest autobahn clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -18,15 +20,18 @@ pyext: ## rebuild only the Cython module into python/livechat/
 redis: ## make sure Debian's redis-server is installed (the tests start their own instances)
 	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
 
+chromium: ## make sure Debian's chromium is installed (the browser test drives it; never a downloaded browser)
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji)
+
 serve: install ## start livechat, embedded mode (no services), on ws://127.0.0.1:8765/
 	livechat serve
 
-test: install redis test-rust test-py ## everything CI runs: Rust unit/property tests, then pytest
+test: install redis chromium test-rust test-py ## everything CI runs: Rust unit/property tests, then pytest
 
 test-rust: ## cargo tests of the pure Rust code (no Python needed)
 	cargo test -q --manifest-path edge_core/Cargo.toml --no-default-features
 
-test-py: ## pytest: unit, contract (embedded + real Redis), edge integration, conformance subset
+test-py: ## pytest: unit, contract (embedded + real Redis), edge, service, ops, browser e2e, conformance subset
 	$(PY) -m pytest -q
 
 lint: lint-rust lint-python stubtest ## every linter, warnings are errors
@@ -37,8 +42,8 @@ lint-rust:
 	cargo clippy -q --manifest-path edge_core/Cargo.toml --all-targets --no-default-features -- -D warnings
 
 lint-python:
-	$(PY) -m ruff check python tests bench loadtest pyext/setup.py
-	$(PY) -m ruff format --check python tests bench loadtest pyext/setup.py
+	$(PY) -m ruff check $(PY_PATHS)
+	$(PY) -m ruff format --check $(PY_PATHS)
 	$(PY) -m mypy
 
 stubtest: ## the .pyi files against the built modules
@@ -46,6 +51,9 @@ stubtest: ## the .pyi files against the built modules
 
 bench: ## pytest-benchmark micro-benchmarks (frames, deflate, msgpack, Cython loops) with peers
 	$(PY) -m pytest bench -q -o addopts="" --benchmark-only -p no:cacheprovider
+
+loadtest: ## a 3-minute locust run with 2 000 users against a fresh `livechat serve` (results in loadtest/results.md)
+	$(PY) loadtest/run.py --users 2000 --spawn-rate 50 --time 3m --port 18600
 
 bench-fanout: ## livechat fanout vs picows vs websockets, 15 000 viewers (about 6 minutes)
 	$(PY) -m bench.fanout

@@ -1,67 +1,163 @@
-"""The ``livechat`` command. Option defaults are read from ``livechat.config``."""
+"""The ``livechat`` command: ``serve``, ``echo``, ``fanout``, ``token``, ``check-config``.
+
+Every option's default is read from ``livechat.config``; the configuration a command runs with is
+defaults < ``--config`` TOML file < ``LIVECHAT_*`` environment < flags and ``--set`` (see
+``livechat.settings_file``). Options left out of the command line do not override the file.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import asyncio
 import signal
 import sys
 import threading
+import time
+import typing
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
-from livechat.config import BackendConfig, EdgeConfig, EdgeMode, LiveChatConfig
+from livechat.config import LiveChatConfig
+from livechat.settings_file import ConfigError, Resolved, config_fields, resolve, to_toml
 
-_EDGE_FLAGS = (
-    "host",
-    "port",
-    "io_threads",
-    "max_connections",
-    "max_message_bytes",
-    "send_queue_soft_bytes",
-    "send_queue_hard_bytes",
-    "tick_min_ms",
-    "tick_max_ms",
-    "deflate",
-    "deflate_min_bytes",
+EXIT_OK: Final = 0
+EXIT_PROBLEMS: Final = 1
+EXIT_USAGE: Final = 2
+ROLES: Final = ("viewer", "moderator", "broadcaster")
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A command-line option that sets one configuration field."""
+
+    flag: str
+    path: str
+    help: str = ""
+    metavar: str = "N"
+
+
+EDGE_FLAGS: Final = (
+    Flag("--host", "edge.host", metavar="ADDR"),
+    Flag("--port", "edge.port", metavar="PORT"),
+    *(
+        Flag("--" + name.replace("_", "-"), "edge." + name)
+        for name in (
+            "io_threads",
+            "max_connections",
+            "max_message_bytes",
+            "send_queue_soft_bytes",
+            "send_queue_hard_bytes",
+            "tick_min_ms",
+            "tick_max_ms",
+            "deflate",
+            "deflate_min_bytes",
+        )
+    ),
+)
+SERVE_FLAGS: Final = (
+    Flag("--data-dir", "backends.data_dir", "SQLite files and the development secret live here", "DIR"),
+    Flag("--broker", "backends.broker", "memory:// or redis://host:port", "URL"),
+    Flag("--registry", "backends.registry", "memory:// or redis://host:port", "URL"),
+    Flag("--edge-id", "edge_id", "this edge's name among others (default: random per start)", "ID"),
+    Flag("--admin", "ops.admin_enabled", "serve /metrics, /healthz, /readyz"),
+    Flag("--admin-host", "ops.admin_host", "admin server address (keep it private: no auth)", "ADDR"),
+    Flag("--admin-port", "ops.admin_port", "admin server port (0: any free port, logged)", "PORT"),
+)
+LOG_FLAGS: Final = (
+    Flag("--log-format", "ops.log_format", "json: one JSON object per line; plain: readable lines"),
+    Flag("--log-level", "ops.log_level"),
 )
 
 
-def _add_edge_options(p: argparse.ArgumentParser) -> None:
-    defaults = EdgeConfig()
-    for name in _EDGE_FLAGS:
-        value = getattr(defaults, name)
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            p.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=value, help=f"(default: {value})"
-            )
+def _add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
+    fields = config_fields()
+    for spec in flags:
+        info = fields[spec.path]
+        default = info.default
+        text = f"{spec.help} " if spec.help else ""
+        help_text = f"{text}[{spec.path}; default: {default}]"
+        kwargs: dict[str, Any] = {"dest": spec.path, "default": argparse.SUPPRESS, "help": help_text}
+        hint = info.hint
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is typing.Literal:
+            kwargs["choices"] = typing.get_args(hint)
         else:
-            p.add_argument(flag, type=type(value), default=value, help=f"(default: {value})")
+            kwargs["metavar"] = spec.metavar
+            if hint in (int, float):
+                kwargs["type"] = hint
+        parser.add_argument(spec.flag, **kwargs)
 
 
-def _edge_config(args: argparse.Namespace, mode: EdgeMode) -> EdgeConfig:
-    chosen: dict[str, Any] = {name: getattr(args, name) for name in _EDGE_FLAGS}
-    return dataclasses.replace(EdgeConfig(), mode=mode, **chosen)
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None,
+        help="TOML configuration file (default: $LIVECHAT_CONFIG, else none); keys in docs/configuration.md",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="set any field, e.g. chat.node_id=2 or chat.moderation.blocked_terms='[\"spam\"]' "
+        "(repeatable; wins over the file, the environment and the other flags)",
+    )
 
 
-def _run_bare_edge(config: EdgeConfig) -> int:
+def _flag_values(args: argparse.Namespace, flags: Sequence[Flag]) -> dict[str, tuple[Any, str]]:
+    given = vars(args)
+    return {spec.path: (given[spec.path], spec.flag) for spec in flags if spec.path in given}
+
+
+def _resolve(args: argparse.Namespace, flags: Sequence[Flag], mode: str) -> Resolved:
+    from livechat.config_check import problems
+
+    resolved = resolve(args.config, None, _flag_values(args, flags), args.set, fixed={"edge.mode": mode})
+    found = problems(resolved.config)
+    if found:
+        raise ConfigError(found)
+    return resolved
+
+
+def _fail(command: str, error: ConfigError) -> int:
+    for problem in error.problems:
+        print(f"livechat {command}: {problem}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _configure_logs(config: LiveChatConfig) -> None:
+    from livechat.logs import configure
+
+    configure(config.ops.log_format, config.ops.log_level)
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def _run_bare_edge(args: argparse.Namespace, mode: str) -> int:
     """Serve a bench/conformance mode until SIGINT or SIGTERM, then drain."""
+    try:
+        config = _resolve(args, EDGE_FLAGS + LOG_FLAGS, mode).config
+    except ConfigError as exc:
+        return _fail(mode, exc)
+    _configure_logs(config)
     from livechat._edge import Edge
 
-    edge = Edge(config.to_core())
+    edge = Edge(config.edge.to_core())
     port = edge.start()
-    print(f"livechat {config.mode}: listening on ws://{config.host}:{port}/", flush=True)
+    print(f"livechat {mode}: listening on ws://{config.edge.host}:{port}/", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    edge.stop(5000)
-    return 0
+    edge.stop(config.ops.drain_timeout_ms)
+    return EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import asyncio
     import logging
 
     import uvloop
@@ -69,49 +165,214 @@ def _serve(args: argparse.Namespace) -> int:
     from livechat.devsecret import with_dev_secret
     from livechat.server import LiveChatServer
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    base = LiveChatConfig()
-    backends = dataclasses.replace(
-        base.backends, data_dir=args.data_dir, broker=args.broker, registry=args.registry
-    )
-    config = with_dev_secret(
-        dataclasses.replace(base, edge_id=args.edge_id, edge=_edge_config(args, "app"), backends=backends)
-    )
+    try:
+        config = _resolve(args, EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS, "app").config
+    except ConfigError as exc:
+        return _fail("serve", exc)
+    _configure_logs(config)
+    log = logging.getLogger("livechat.cli")
+    config = with_dev_secret(config)
 
     async def run() -> None:
         server = LiveChatServer(config)
         port = await server.start()
-        print(
-            f"livechat serve: ws://{config.edge.host}:{port}/ (data in {config.backends.data_dir})",
-            flush=True,
-        )
+        if config.ops.log_format == "plain":
+            print(
+                f"livechat serve: ws://{config.edge.host}:{port}/ (data in {config.backends.data_dir})",
+                flush=True,
+            )
         loop = asyncio.get_running_loop()
+        stopping: list[asyncio.Task[None]] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            log.info("%s received", sig.name, extra={"event": "signal", "signal": sig.name})
+            if not stopping:
+                stopping.append(loop.create_task(server.stop()))
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
+            loop.add_signal_handler(sig, on_signal, sig)
         await server.wait_stopped()
 
-    uvloop.run(run())
-    return 0
+    try:
+        uvloop.run(run())
+    except OSError as exc:
+        log.error("cannot start: %s", exc, extra={"event": "start_failed"})
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def _token(args: argparse.Namespace) -> int:
+    from livechat.auth import AuthError, TokenVerifier
+    from livechat.devsecret import with_dev_secret
+
+    try:
+        config = _resolve(args, SERVE_FLAGS[:1], "app").config
+    except ConfigError as exc:
+        return _fail("token", exc)
+    auth = config.chat.auth
+    if "HS256" not in auth.algorithms:
+        print(
+            "livechat token: mints HS256 development tokens, but chat.auth.algorithms is "
+            f"{list(auth.algorithms)}: get tokens from your identity provider",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEMS
+    streams: dict[str, str] = {}
+    for item in args.stream:
+        stream, sep, role = item.partition("=")
+        if not sep or not stream or role not in ROLES:
+            print(
+                f"livechat token: --stream takes STREAM=ROLE (ROLE: {', '.join(ROLES)}), got {item!r}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        streams[stream] = role
+    config = with_dev_secret(config)
+    secret = config.chat.auth.hmac_secret
+    assert secret is not None
+    import jwt
+
+    now = int(time.time())
+    ttl = args.ttl if args.ttl is not None else config.ops.dev_token_ttl_s
+    claims: dict[str, Any] = {"sub": args.user, "iat": now, "exp": now + ttl, auth.role_claim: args.role}
+    if auth.audience is not None:
+        claims["aud"] = auth.audience
+    if auth.issuer is not None:
+        claims["iss"] = auth.issuer
+    if streams:
+        claims[auth.stream_roles_claim] = streams
+    if args.name:
+        claims[auth.name_claim] = args.name
+    token = jwt.encode(claims, secret, algorithm="HS256")
+    try:
+        TokenVerifier(config.chat.auth).verify(token)
+    except (AuthError, ValueError) as exc:
+        print(f"livechat token: the server would refuse this token: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(token)
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from livechat.config_check import problems
+
+    flags = EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS
+    mode = {"serve": "app", "echo": "echo", "fanout": "fanout"}[args.command_for]
+    try:
+        resolved = resolve(args.config, None, _flag_values(args, flags), args.set, fixed={"edge.mode": mode})
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    found = problems(resolved.config)
+    if not args.quiet:
+        origin = f"config file {resolved.file}" if resolved.file is not None else "no config file"
+        print(f"# livechat {args.command_for}: resolved configuration ({origin})")
+        print(to_toml(resolved.config, resolved.sources), end="")
+    if not found and args.connect:
+        found = asyncio.run(_connect(resolved.config))
+    for problem in found:
+        print(f"error: {problem}", file=sys.stderr)
+    return EXIT_PROBLEMS if found else EXIT_OK
+
+
+async def _connect(config: LiveChatConfig) -> list[str]:
+    """Open every backend and close it again (creates the SQLite file when missing)."""
+    from livechat.backends import open_backends
+    from livechat.ports.errors import BackendError, ConfigurationError
+
+    try:
+        backends = await open_backends(config.backends, "check-config")
+    except (BackendError, ConfigurationError, OSError) as exc:
+        return [f"backends: {exc}"]
+    await backends.aclose()
+    return []
+
+
+# --- parser -------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="livechat", description="Live-stream comments edge.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve live comments (embedded by default: no services needed)")
-    _add_edge_options(serve)
-    backend_defaults = BackendConfig()
-    serve.add_argument(
-        "--data-dir", default=backend_defaults.data_dir, help="SQLite and the dev secret live here"
+    parser = argparse.ArgumentParser(
+        prog="livechat",
+        description="Live-stream comments edge. Configuration: defaults < --config FILE < LIVECHAT_* "
+        "environment < flags and --set (docs/configuration.md).",
     )
-    serve.add_argument("--broker", default=backend_defaults.broker, help="memory:// or redis://host:port")
-    serve.add_argument("--registry", default=backend_defaults.registry, help="memory:// or redis://host:port")
-    serve.add_argument("--edge-id", default=None, help="this edge's name among others (default: random)")
-    echo = sub.add_parser("echo", help="echo every message (the Autobahn testee)")
-    _add_edge_options(echo)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve live comments (embedded by default: no services needed)",
+        description="Serve live comments: the WebSocket edge, the chat services, the admin server "
+        "(/metrics, /healthz, /readyz). SIGTERM drains: /readyz 503, then close 1001 after flushing.",
+    )
+    _add_config_options(serve)
+    _add_flags(serve, EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS)
+
+    echo = sub.add_parser(
+        "echo",
+        help="echo every message (the Autobahn testee)",
+        description="Echo every message back (RFC 6455 conformance testing). Reads [edge] of --config.",
+    )
+    _add_config_options(echo)
+    _add_flags(echo, EDGE_FLAGS + LOG_FLAGS)
+
     fanout = sub.add_parser(
-        "fanout", help="every connection joins one stream; every message is published to it (benchmarks)"
+        "fanout",
+        help="every connection joins one stream; every message is published to it (benchmarks)",
+        description="Benchmark mode: every connection joins edge.fanout_stream and every message is "
+        "published to it. Reads [edge] of --config.",
     )
-    _add_edge_options(fanout)
+    _add_config_options(fanout)
+    _add_flags(fanout, EDGE_FLAGS + LOG_FLAGS)
+
+    token = sub.add_parser(
+        "token",
+        help="mint a development JWT (HS256) that `livechat serve` accepts",
+        description="Mint an HS256 token with the configured secret (chat.auth.hmac_secret, else the "
+        "development secret in backends.data_dir, created if missing), checked against the "
+        "configured audience and issuer before it is printed.",
+    )
+    token.add_argument("user", help="the user id (the token's sub claim)")
+    token.add_argument("--role", choices=ROLES, default="viewer", help="global role (default: viewer)")
+    token.add_argument(
+        "--stream",
+        action="append",
+        default=[],
+        metavar="STREAM=ROLE",
+        help="a per-stream role, e.g. --stream s1=moderator (repeatable)",
+    )
+    token.add_argument("--name", default=None, help="display name (default: the user id)")
+    ttl_default = config_fields()["ops.dev_token_ttl_s"].default
+    token.add_argument(
+        "--ttl",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help=f"lifetime [ops.dev_token_ttl_s; default: {ttl_default}]",
+    )
+    _add_config_options(token)
+    _add_flags(token, SERVE_FLAGS[:1])
+
+    check = sub.add_parser(
+        "check-config",
+        help="print the resolved configuration; exit 1 when it has errors",
+        description="Resolve the configuration exactly as the command would (file, environment, flags), "
+        "print it as TOML with where each value came from, check it, and exit 1 on any error.",
+    )
+    check.add_argument(
+        "--for",
+        dest="command_for",
+        choices=("serve", "echo", "fanout"),
+        default="serve",
+        help="the command whose configuration to check (default: serve)",
+    )
+    check.add_argument("--quiet", action="store_true", help="print only errors")
+    check.add_argument(
+        "--connect", action="store_true", help="also open every backend (Redis, SQLite…) and close it again"
+    )
+    _add_config_options(check)
+    _add_flags(check, EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS)
     return parser
 
 
@@ -119,11 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    if args.command == "echo":
-        return _run_bare_edge(_edge_config(args, "echo"))
-    if args.command == "fanout":
-        return _run_bare_edge(_edge_config(args, "fanout"))
-    return 2
+    if args.command in ("echo", "fanout"):
+        return _run_bare_edge(args, args.command)
+    if args.command == "token":
+        return _token(args)
+    if args.command == "check-config":
+        return _check_config(args)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -83,6 +83,24 @@ async def test_events_reach_other_edge_in_publish_order(open_edge: BrokerOpener)
     assert {s for s, _ in got_b.messages} == {"s1"}
 
 
+async def test_publish_many_keeps_order_within_and_across_batches(open_edge: BrokerOpener) -> None:
+    a, _ = await edge(open_edge, "a")
+    b, got_b = await edge(open_edge, "b")
+    await b.subscribe("s1")
+    await b.subscribe("s2")
+    sent = [("s1" if i % 3 else "s2", f"event {i}".encode()) for i in range(900)]
+    batches = [sent[i : i + 100] for i in range(0, len(sent), 100)]
+    await a.publish_many(batches[0])
+    await a.publish_many([])
+    # Concurrent batches keep call order, like concurrent single publishes.
+    await asyncio.gather(*(a.publish_many(batch) for batch in batches[1:]))
+    await got_b.until(lambda: len(got_b.messages) >= len(sent))
+    assert got_b.messages == sent
+    await a.aclose()
+    with pytest.raises(ClosedError):
+        await a.publish_many(sent[:1])
+
+
 async def test_each_subscribed_edge_gets_each_event_exactly_once(open_edge: BrokerOpener) -> None:
     a, got_a = await edge(open_edge, "a")
     b, got_b = await edge(open_edge, "b")

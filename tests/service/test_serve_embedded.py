@@ -3,9 +3,12 @@ restart, graceful SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
+import websockets
 
 from tests.service.serve_process import Client, ServeProcess
 
@@ -82,21 +85,60 @@ async def test_idempotent_repost_returns_the_first_ack(serve: ServeProcess) -> N
 
 
 async def test_sigterm_closes_clients_with_1001_and_keeps_acked_comments(serve: ServeProcess) -> None:
-    # A moderator: 100 comments/min, so all 20 are admitted (a viewer gets 10/min).
+    """SIGTERM while posts are in flight: every client is closed with 1001, every acked comment is
+    in history after a restart, and nothing is stored that its author was not told about."""
+    # Moderators: 100 comments/min each, so no post is refused for its rate.
     alice = await Client.connect(serve.url(serve.token("alice", role="moderator")))
     await alice.send(op="join", stream="s3")
     await alice.reply("snapshot")
     for i in range(20):
         await alice.send(op="post", stream="s3", text=f"c{i}", cmid=f"c{i}", rid=i)
     acked = [(await alice.reply("ack"))["id"] for _ in range(20)]
-    assert serve.stop() == 0
-    await alice.ws.wait_closed()
-    assert alice.ws.close_code == 1001
+
+    posters = [await Client.connect(serve.url(serve.token(f"p{n}", role="moderator"))) for n in range(3)]
+    for poster in posters:
+        await poster.send(op="join", stream="s3")
+        await poster.reply("snapshot")
+
+    async def pump(client: Client, name: str) -> None:
+        for i in range(40):
+            try:
+                await client.send(op="post", stream="s3", text=f"{name}-{i}", cmid=f"{name}-{i}", rid=i)
+            except websockets.ConnectionClosed:
+                return
+            await asyncio.sleep(0.002)
+
+    async def acks_until_closed(client: Client) -> list[int]:
+        ids = []
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                message = await client.recv(10)
+                if message.get("t") == "ack":
+                    ids.append(message["id"])
+        return ids
+
+    pumps = [asyncio.create_task(pump(p, f"p{n}")) for n, p in enumerate(posters)]
+    readers = [asyncio.create_task(acks_until_closed(p)) for p in (alice, *posters)]
+    await asyncio.sleep(0.05)  # the posters are mid-stream when the signal lands
+    assert await asyncio.to_thread(serve.stop) == 0
+    await asyncio.gather(*pumps)
+    in_flight_acks = [i for ids in await asyncio.gather(*readers) for i in ids]
+    for client in (alice, *posters):
+        assert client.ws.close_code == 1001
+    assert in_flight_acks, "no post was acknowledged between the first ack and SIGTERM"
+
     serve.start()
     bob = await Client.connect(serve.url(serve.token("bob")))
     await bob.send(op="join", stream="s3")
     await bob.reply("snapshot")
-    await bob.send(op="history", stream="s3", limit=100)
-    page = await bob.reply("history")
-    assert sorted(c["id"] for c in page["items"]) == sorted(acked)
+    stored: list[int] = []
+    before = None
+    while True:  # history pages hold at most 100 comments
+        await bob.send(op="history", stream="s3", limit=100, **({"before": before} if before else {}))
+        page = await bob.reply("history")
+        stored += [c["id"] for c in page["items"]]
+        if not page["more"]:
+            break
+        before = page["items"][-1]["id"]
+    assert sorted(stored) == sorted(acked + in_flight_acks)
     await bob.close()

@@ -75,7 +75,14 @@ async def test_timeout_ban_unban_with_notices(room: tuple[Harness, int, int, int
     notice = h.outbox.take(viewer)[-1]
     assert notice["t"] == "notice" and notice["code"] == "timed_out" and notice["reason"] == "calm down"
     assert (await h.post(viewer, "hi"))["code"] == "timed_out"
+    assert viewer not in h.outbox.closed, "a timeout keeps the connection"
     await ok(h, mod, "ban", user="viewer")
+    # A ban notifies, then disconnects the user's connections in the stream.
+    assert h.outbox.take(viewer)[-1]["code"] == "banned"
+    assert h.outbox.closed[viewer] == (1008, "banned from s1")
+    h.chat.on_close(viewer)  # what the edge reports once the close is done
+    viewer = h.connect("viewer")
+    await h.join(viewer)
     assert (await h.post(viewer, "hi"))["code"] == "banned"
     ban_events = [e for e in h.outbox.events("s1", priority=True) if e["k"] == "ban"]
     assert ban_events[-1] == {"k": "ban", "u": "viewer", "until": None}

@@ -106,6 +106,14 @@ class MemoryBroker:
 
     async def publish(self, stream: str, payload: bytes) -> None:
         self._check_open()
+        self._publish_now(stream, payload)
+
+    async def publish_many(self, events: Sequence[tuple[str, bytes]]) -> None:
+        self._check_open()
+        for stream, payload in events:
+            self._publish_now(stream, payload)
+
+    def _publish_now(self, stream: str, payload: bytes) -> None:
         subs = self._bus.subscribers.get(stream)
         if not subs:
             return

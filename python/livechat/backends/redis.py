@@ -274,6 +274,18 @@ class RedisBroker:
         self._check_open()
         await self._send(encode_command("SPUBLISH", self._channel(stream), self._tag + payload))
 
+    async def publish_many(self, events: Sequence[tuple[str, bytes]]) -> None:
+        self._check_open()
+        if not events:
+            return
+        tag = self._tag
+        replies = await self._pub.send_many(
+            [encode_command("SPUBLISH", self._channel(stream), tag + payload) for stream, payload in events]
+        )
+        for reply in replies:
+            if isinstance(reply, RespError):
+                raise BackendError(f"redis rejected a publish: {reply}")
+
     async def publish_control(self, payload: bytes, edge_id: str | None = None) -> None:
         self._check_open()
         channel = self._ctl_all if edge_id is None else self._ctl_prefix + edge_id.encode()

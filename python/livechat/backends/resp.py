@@ -249,6 +249,22 @@ class RespConnection(asyncio.Protocol):
             self._watchdog = loop.call_later(self._reply_timeout / 2, self._check_replies)
         return waiter
 
+    def call_many_nowait(self, commands: Sequence[bytes]) -> list[asyncio.Future[RespValue]]:
+        """``call_nowait`` of each encoded command, written with one ``write``."""
+        if self._transport is None or self._transport.is_closing():
+            raise BackendUnavailable("redis connection is closed")
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        waiters: list[asyncio.Future[RespValue]] = []
+        for _ in commands:
+            waiter: asyncio.Future[RespValue] = loop.create_future()
+            self._waiters.append((waiter, now))
+            waiters.append(waiter)
+        self._transport.write(b"".join(commands))
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._reply_timeout / 2, self._check_replies)
+        return waiters
+
     def _check_replies(self) -> None:
         self._watchdog = None
         if not self._waiters or self._transport is None:
@@ -318,6 +334,22 @@ class RedisClient:
         # Written before any wait, so call order is wire order even under backpressure.
         await conn.wait_writable()
         return await waiter
+
+    async def send_many(self, commands: Sequence[bytes]) -> list[RespValue | RespError]:
+        """Send encoded commands in one write; their replies in order (an error reply as a
+        RespError value, not raised). BackendUnavailable when the connection fails."""
+        conn = self._conn
+        if conn is None or not conn.is_open:
+            conn = await self._connection()
+        waiters = conn.call_many_nowait(commands)
+        await conn.wait_writable()
+        replies: list[RespValue | RespError] = []
+        for waiter in waiters:
+            try:
+                replies.append(await waiter)
+            except RespError as exc:
+                replies.append(exc)
+        return replies
 
     async def call(self, *args: Arg) -> RespValue:
         try:

@@ -96,6 +96,12 @@ class Broker(Protocol):
         service is unreachable; the event is then not delivered anywhere.
         """
 
+    async def publish_many(self, events: Sequence[tuple[str, bytes]]) -> None:
+        """``publish`` of each ``(stream, payload)`` in order, in one go (Redis: one write, one
+        round trip). Same delivery rules and ordering as that many ``publish`` calls. Raises
+        BackendUnavailable when the service is unreachable, BackendError when it refused one of
+        them; the others may have been delivered (at-most-once, never twice)."""
+
     async def publish_control(self, payload: bytes, edge_id: str | None = None) -> None:
         """Send a control message to one edge (``edge_id``) or to every other edge (None).
 

@@ -16,6 +16,8 @@ from typing import Any
 from livechat import _edge
 from livechat.backends import Backends, open_backends
 from livechat.config import LiveChatConfig
+from livechat.server.admin import AdminServer, Health
+from livechat.server.broker_timing import MeasuredBroker
 from livechat.services import ChatService, RemoteEvents
 
 log = logging.getLogger("livechat.server")
@@ -25,8 +27,9 @@ DRAIN_BATCH = 4096
 
 
 class LiveChatServer:
-    """Start with ``await start()``; stop with ``await stop()`` (graceful: what was accepted is
-    stored, what was published is flushed, then every client gets close 1001)."""
+    """Start with ``await start()``; stop with ``await stop()`` (graceful: /readyz turns 503 for
+    ``ops.drain_grace_s``, then what was accepted is stored, what was published is flushed, and
+    every client gets close 1001)."""
 
     def __init__(self, config: LiveChatConfig) -> None:
         self.config = config
@@ -37,6 +40,12 @@ class LiveChatServer:
         self._wake = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        # Set once stop() has finished (backends closed): wait_stopped() returns then.
+        self._done = asyncio.Event()
+        # Held while a batch is handed to the services, so stop()'s final batch never interleaves.
+        self._handling = asyncio.Lock()
+        self.measured_broker: MeasuredBroker | None = None
+        self.admin: AdminServer | None = None
 
     @property
     def port(self) -> int:
@@ -46,6 +55,7 @@ class LiveChatServer:
         """Open the backends, start the services, then the edge (so no event precedes them)."""
         self.backends = await open_backends(self.config.backends, self.edge_id)
         b = self.backends
+        broker = self.measured_broker = MeasuredBroker(b.broker)
         self.chat = ChatService(
             self.config.chat,
             self.edge,
@@ -53,31 +63,76 @@ class LiveChatServer:
             history=b.history,
             meta=b.meta,
             registry=b.registry,
-            broker=b.broker,
+            broker=broker,
         )
-        b.broker.set_handler(RemoteEvents(self.chat))
-        await self.chat.start()
-        port = self.edge.start()
+        broker.set_handler(RemoteEvents(self.chat))
+        ops = self.config.ops
+        try:
+            await self.chat.start()
+            if ops.admin_enabled:
+                self.admin = AdminServer(self, ops.admin_host, ops.admin_port)
+                await self.admin.start()
+            port = self.edge.start()
+            from livechat.server import webpage  # the page at / (static files, see webpage.py)
+
+            webpage.install(self.edge, self.config.chat.limits)
+        except BaseException:
+            await self._close_services()
+            raise
         loop = asyncio.get_running_loop()
         loop.add_reader(self.edge.fileno(), self._wake.set)
         self._consumer = asyncio.create_task(self._consume(), name="livechat-edge-events")
-        log.info("livechat edge %s serving on ws://%s:%d/", self.edge_id, self.config.edge.host, port)
+        broker.start_probe(ops.broker_probe_interval_s)
+        log.info(
+            "livechat edge %s serving on ws://%s:%d/",
+            self.edge_id,
+            self.config.edge.host,
+            port,
+            extra={
+                "event": "serving",
+                "edge_id": self.edge_id,
+                "port": port,
+                "admin_port": self.admin.port if self.admin is not None else None,
+            },
+        )
         return port
+
+    def health(self) -> Health:
+        """Liveness and readiness (``/healthz``, ``/readyz``; see ``livechat.server.admin``)."""
+        problems = []
+        live = ready = True
+        if self._consumer is None:
+            ready = False
+            problems.append("starting: the edge does not accept connections yet")
+        elif self._consumer.done() and not self._stopped.is_set():
+            live = ready = False
+            problems.append("the task handing edge events to the chat services has stopped")
+        if self._stopped.is_set():
+            ready = False
+            problems.append("draining: shutting down after SIGTERM")
+        elif (
+            self._consumer is not None
+            and self.edge.stats()["connections"] >= self.config.edge.max_connections
+        ):
+            ready = False
+            problems.append(f"full: {self.config.edge.max_connections} connections (edge.max_connections)")
+        return Health(live, ready, self._stopped.is_set(), problems)
 
     async def _consume(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while True:
-                batch = self.edge.drain(DRAIN_BATCH)
-                if not batch:
-                    break
-                try:
-                    await self._handle(batch)
-                except Exception:
-                    # One bad batch must not stop the edge: the services answer per message, so
-                    # an exception here is a bug; it is logged with the batch size and we go on.
-                    log.exception("edge batch of %d events failed", len(batch))
+            async with self._handling:
+                while True:
+                    batch = self.edge.drain(DRAIN_BATCH)
+                    if not batch:
+                        break
+                    try:
+                        await self._handle(batch)
+                    except Exception:
+                        # One bad batch must not stop the edge: the services answer per message,
+                        # so an exception here is a bug; it is logged with the batch size and we go on.
+                        log.exception("edge batch of %d events failed", len(batch))
 
     async def _handle(self, batch: list[tuple[int, int, Any]]) -> None:
         assert self.chat is not None
@@ -89,27 +144,54 @@ class LiveChatServer:
             out["chat"] = self.chat.stats()
         return out
 
-    async def stop(self, drain_ms: int = 5000) -> None:
-        """Graceful stop: handle what already arrived, store it, flush the ticks, close with 1001."""
+    async def stop(self, drain_ms: int | None = None) -> None:
+        """Graceful stop: /readyz 503 for ``ops.drain_grace_s`` (everything still served), then
+        handle what already arrived, store it, flush the ticks, close with 1001 (the edge gets
+        ``drain_ms``, default ``ops.drain_timeout_ms``, to flush)."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        ops = self.config.ops
+        log.info(
+            "draining: /readyz is 503; the edge stops accepting in %.1f s",
+            ops.drain_grace_s,
+            extra={"event": "draining", "connections": self.edge.stats()["connections"]},
+        )
+        if ops.drain_grace_s > 0:
+            await asyncio.sleep(ops.drain_grace_s)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(Exception):
             loop.remove_reader(self.edge.fileno())
-        if self.chat is not None:
-            batch = self.edge.drain(1 << 30)
-            if batch:
-                await self._handle(batch)
-            await self.chat.flush()
-        await asyncio.to_thread(self.edge.stop, drain_ms)
-        if self._consumer is not None:
-            self._consumer.cancel()
-            await asyncio.gather(self._consumer, return_exceptions=True)
-        if self.chat is not None:
+        async with self._handling:  # a batch the consumer holds is finished first
+            if self._consumer is not None:
+                self._consumer.cancel()
+                await asyncio.gather(self._consumer, return_exceptions=True)
+            if self.chat is not None:
+                batch = self.edge.drain(1 << 30)
+                if batch:
+                    await self._handle(batch)
+                # Everything that writes to clients runs while the edge is still up: comments
+                # stored and acked, housekeeping and review workers stopped, background work done.
+                await self.chat.aclose()
+        await asyncio.to_thread(self.edge.stop, ops.drain_timeout_ms if drain_ms is None else drain_ms)
+        await self._close_services(chat=False)
+        chat = self.chat.stats() if self.chat is not None else {}
+        log.info(
+            "stopped",
+            extra={"event": "stopped", "comments": chat.get("comments"), "joins": chat.get("joins")},
+        )
+        self._done.set()
+
+    async def _close_services(self, chat: bool = True) -> None:
+        if self.measured_broker is not None:
+            await self.measured_broker.stop_probe()
+        if chat and self.chat is not None:
             await self.chat.aclose()
         if self.backends is not None:
             await self.backends.aclose()
+        if self.admin is not None:
+            await self.admin.stop()
 
     async def wait_stopped(self) -> None:
-        await self._stopped.wait()
+        """Return once ``stop()`` has finished: every client closed, the backends closed."""
+        await self._done.wait()

@@ -15,6 +15,7 @@ from livechat.ports.errors import BackendError
 from livechat.ports.meta import Ban, FlaggedComment, ModAction, ModActionKind, Pin, Role, UserReport
 from livechat.protocol import (
     BanUser,
+    CloseCode,
     DeleteComment,
     ErrorCode,
     Highlight,
@@ -179,10 +180,29 @@ class ModeratorActions:
             rank = max(rank, ROLE_RANK[session.principal.role_in(stream)])
         return rank
 
-    def _notify(self, room: Room, user_id: str, data: bytes) -> None:
-        conns = self._ctx.sessions.conns_in(user_id, room.stream)
+    def _notify(self, stream: str, user_id: str, data: bytes) -> list[int]:
+        conns = self._ctx.sessions.conns_in(user_id, stream)
         if conns:
             self._ctx.outbox.send_many(conns, data)
+        return conns
+
+    def enforce_ban(self, stream: str, user_id: str, until_ms: int | None, reason: str | None = None) -> None:
+        """Tell this edge's connections of ``user_id`` in ``stream`` about a ban or timeout (run by
+        the edge that issued it and by every edge the ``ban`` event reaches). A permanent ban also
+        disconnects them (close 1008 after the notice); a timed-out user stays and reads on."""
+        if until_ms is not None:
+            notice = encode_notice(stream, "timed_out", "you were timed out", until=until_ms, reason=reason)
+            self._notify(stream, user_id, notice)
+            return
+        conns = self._notify(
+            stream, user_id, encode_notice(stream, "banned", "you were banned", reason=reason)
+        )
+        for conn in conns:
+            self._ctx.outbox.close(conn, CloseCode.POLICY, f"banned from {stream}")
+
+    def enforce_unban(self, stream: str, user_id: str) -> None:
+        """Tell this edge's connections of ``user_id`` in ``stream`` that they may comment again."""
+        self._notify(stream, user_id, encode_notice(stream, "unbanned", "you may comment again"))
 
     async def ban(self, room: Room, actor: str, rank: int, msg: BanUser) -> None:
         ctx = self._ctx
@@ -197,18 +217,7 @@ class ModeratorActions:
         room.apply_ban(ban)
         until_ms = int(expires * 1000) if expires is not None else None
         ctx.fanout.priority(room.stream, encode_ban(msg.user, until_ms))
-        if until_ms is None:
-            self._notify(
-                room, msg.user, encode_notice(room.stream, "banned", "you were banned", reason=msg.reason)
-            )
-        else:
-            self._notify(
-                room,
-                msg.user,
-                encode_notice(
-                    room.stream, "timed_out", "you were timed out", until=until_ms, reason=msg.reason
-                ),
-            )
+        self.enforce_ban(room.stream, msg.user, until_ms, msg.reason)
         kind = ModActionKind.BAN if expires is None else ModActionKind.TIMEOUT
         self._record(ModAction(room.stream, actor, kind, now, target_user_id=msg.user, reason=msg.reason))
 
@@ -217,7 +226,7 @@ class ModeratorActions:
         await ctx.meta.unban(room.stream, user_id)
         room.bans.pop(user_id, None)
         ctx.fanout.priority(room.stream, encode_unban(user_id))
-        self._notify(room, user_id, encode_notice(room.stream, "unbanned", "you may comment again"))
+        self.enforce_unban(room.stream, user_id)
         self._record(
             ModAction(room.stream, actor, ModActionKind.UNBAN, ctx.clock.time(), target_user_id=user_id)
         )

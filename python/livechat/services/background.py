@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +21,11 @@ class Background:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.failures = 0
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, T], what: str) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, what))
+        return task
 
     def _finished(self, task: asyncio.Task[Any], what: str) -> None:
         self._tasks.discard(task)

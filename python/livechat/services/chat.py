@@ -15,7 +15,6 @@ periodic work (tiers, engagement state slots, expiry) and the moderation review 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +26,7 @@ from livechat.ports.broker import Broker
 from livechat.ports.comment_log import CommentLog
 from livechat.ports.errors import BackendError
 from livechat.ports.history import HistoryStore
-from livechat.ports.meta import MetaStore, Pin
+from livechat.ports.meta import MetaStore
 from livechat.ports.registry import Registry
 from livechat.protocol import (
     ClientDecoder,
@@ -68,6 +67,7 @@ from livechat.services.idempotency import IdempotencyCache
 from livechat.services.limits import ErrorBudget, WriteLimits
 from livechat.services.moderation import STRIKES, Classifier, HttpClassifier, ModerationPipeline, ReviewQueue
 from livechat.services.outbox import Outbox
+from livechat.services.remote import modes_from, pin_from, store_remote
 from livechat.services.rooms import Room, RoomDirectory
 from livechat.services.sampling import Sampler
 from livechat.services.sessions import Member, Session, SessionTable, member_for
@@ -140,8 +140,14 @@ class ChatService:
         )
         self._comments = CommentPipeline(ctx, self._reviews)
         self._tiers: dict[str, tuple[int, float]] = {}
+        # The last remote priority event being applied (they run in arrival order).
+        self._remote_tail: asyncio.Task[None] | None = None
         self._last_prune = clock.monotonic()
         self._periodic: asyncio.Task[None] | None = None
+        # Joins that subscribed a connection to a stream (a repeated join only resends a snapshot).
+        self.joins = 0
+        # Connections refused at open, by error code (auth_invalid, auth_expired, auth_required).
+        self.auth_refused: dict[str, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -185,13 +191,28 @@ class ChatService:
                 log.exception("chat housekeeping failed")
 
     def stats(self) -> dict[str, Any]:
+        """Counters and gauges for /metrics (``livechat.server.metrics``); snapshots, not live views."""
         ctx = self._ctx
+        now = ctx.clock.monotonic()
         return {
             "sessions": len(ctx.sessions),
             "rooms": len(ctx.rooms.rooms()),
+            "joins": self.joins,
+            "auth_refused": dict(self.auth_refused),
             "comments": dict(self._comments.counters),
+            "comments_pending": self._comments.pending,
+            "posts_refused": dict(ctx.posts_refused),
+            "errors_sent": dict(ctx.errors_sent),
             "moderation": dict(ctx.moderation.counters),
+            "moderation_verdicts": dict(ctx.moderation.verdicts),
+            "moderation_latency": ctx.moderation.latency.snapshot(),
             "breaker": str(ctx.moderation.breaker.state),
+            # stream -> (tier level, comments per second), for streams with recent comments.
+            "tiers": {
+                stream: (tier.level, tier.rate)
+                for stream in ctx.sampler.streams()
+                for tier in (ctx.sampler.tier(stream, now),)
+            },
             "idempotency_entries": len(ctx.idempotency),
             "background_failures": ctx.background.failures,
         }
@@ -224,6 +245,7 @@ class ChatService:
         try:
             principal = self._verifier.authenticate(path_and_query, authorization)
         except AuthError as exc:
+            self.auth_refused[exc.code.value] = self.auth_refused.get(exc.code.value, 0) + 1
             ctx.outbox.send(conn_id, encode_error(exc.code, exc.message))
             ctx.outbox.close(conn_id, exc.close_code, exc.message)
             return False
@@ -357,6 +379,7 @@ class ChatService:
             # client may see an event both in the snapshot and in a tick; ids tell them apart).
             ctx.outbox.subscribe(session.conn, stream)
             room.viewers += 1
+            self.joins += 1
             ctx.engagement.viewers(stream, 1)
         ctx.outbox.send(session.conn, await self._snapshot(member, room, msg))
 
@@ -499,9 +522,11 @@ class ChatService:
         event = unpackb(event_bytes)
         room = ctx.rooms.get(stream)
         if tag == TAG_PRIORITY:
-            if room is not None:
-                self._apply_priority(room, event)
-            ctx.outbox.publish(stream, event_bytes, priority=True)
+            # In arrival order, each after the previous one's storage work (see _remote_priority).
+            previous = self._remote_tail
+            self._remote_tail = ctx.background.spawn(
+                self._remote_priority(previous, stream, event, event_bytes), "remote priority event"
+            )
             return
         if tag not in (TAG_BROADCAST, TAG_SAMPLED) or event.get("k") != EventKind.COMMENT:
             log.warning("dropping a remote event with tag %r on %s", tag, stream)
@@ -522,14 +547,43 @@ class ChatService:
         if targets:
             ctx.outbox.send_many(sorted(set(targets)), encode_direct(stream, [event_bytes]))
 
+    async def _remote_priority(
+        self, previous: asyncio.Task[Any] | None, stream: str, event: dict[str, Any], event_bytes: bytes
+    ) -> None:
+        """Apply one priority event from another edge, then publish it to this edge's viewers.
+
+        It is written to this edge's stores first (``livechat.services.remote``), so a viewer told
+        about a tombstone never gets the comment back from history, and bans, modes and pins
+        survive a restart of this edge. Events run one after the other, in broker order.
+        """
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        ctx = self._ctx
+        kind = event.get("k")
+        try:
+            await store_remote(ctx, stream, event)
+        except BackendError as exc:
+            log.warning("remote %s on %s not stored on this edge: %s", kind, stream, exc)
+        room = ctx.rooms.get(stream)
+        if room is not None:
+            self._apply_priority(room, event)
+        ctx.outbox.publish(stream, event_bytes, priority=True)
+        if kind == EventKind.BAN:
+            until = event.get("until")
+            self._actions.enforce_ban(stream, str(event["u"]), until if isinstance(until, int) else None)
+        elif kind == EventKind.UNBAN:
+            self._actions.enforce_unban(stream, str(event["u"]))
+
     def _apply_priority(self, room: Room, event: dict[str, Any]) -> None:
         ctx = self._ctx
         kind = event.get("k")
+        # With a Registry the deleting edge already lowered the shared comment count.
+        count = not ctx.engagement.shared
         if kind == EventKind.DELETE:
             room.recent.remove(int(event["id"]))
-            ctx.engagement.forget(room.stream, [int(event["id"])])
+            ctx.engagement.forget(room.stream, [int(event["id"])], count=count)
         elif kind == EventKind.PURGE:
-            ctx.engagement.forget(room.stream, room.recent.remove_user(str(event["u"])))
+            ctx.engagement.forget(room.stream, room.recent.remove_user(str(event["u"])), count=count)
         elif kind == EventKind.BAN:
             until = event.get("until")
             room.bans[str(event["u"])] = until / 1000.0 if isinstance(until, int) else None
@@ -537,19 +591,11 @@ class ChatService:
             room.bans.pop(str(event["u"]), None)
         elif kind == EventKind.PIN:
             comment = event.get("c")
-            if comment is None:
-                room.pin = None
-            else:
-                room.pin = Pin(room.stream, int(comment["id"]), "", packb(comment), ctx.clock.time())
+            room.pin = None if comment is None else pin_from(room.stream, comment, ctx.clock.time())
         elif kind == EventKind.HIGHLIGHT:
             room.highlights.append(int(event["id"]))
         elif kind == EventKind.MODES:
-            room.modes = dataclasses.replace(
-                room.modes,
-                slow_seconds=int(event["slow"]),
-                followers_only_min_age_s=event["fo"],
-                comments_off=bool(event["off"]),
-            )
+            room.modes = modes_from(room.modes, event)
 
     def on_gap(self, streams: Sequence[str]) -> None:
         """The broker may have lost events of these streams: refill memory from history and tell

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from livechat.config import ChatConfig
 from livechat.ids import CommentIdGenerator
@@ -42,9 +43,16 @@ class ChatContext:
     fanout: Fanout
     background: Background
     ids: CommentIdGenerator
+    # Error replies sent, by code, and those of them refusing a post (they carry its cmid): the
+    # "comments rejected by reason" of /metrics.
+    errors_sent: Counter[str] = field(default_factory=Counter)
+    posts_refused: Counter[str] = field(default_factory=Counter)
 
     def reply_error(self, conn_id: int, error: ProtocolError) -> None:
         """Send the error; close the connection once it has used up its error budget."""
+        self.errors_sent[error.code.value] += 1
+        if "cmid" in error.extra:
+            self.posts_refused[error.code.value] += 1
         self.outbox.send(conn_id, error.encode())
         if self.error_budget.charge(conn_id, self.clock.monotonic()):
             self.outbox.close(conn_id, CloseCode.TOO_MANY_ERRORS, "too many errors")

@@ -7,8 +7,11 @@ stream's running totals into the edge's latest-value state slots, which ride the
 - ``likes``: ``{comment_id: total}`` for comments whose likes changed since the last flush;
 - ``n``: ``{"c": comments, "v": viewers}``.
 
-With a Registry (cluster mode) the deltas of every flush are added to shared counters and the
-totals written are the cluster-wide ones; without one they are this edge's.
+With a Registry (cluster mode) the deltas of every flush are added to shared counters, and every
+flush reads the cluster-wide reaction, comment and viewer totals of each open stream back (one
+``get_counters`` call for all of them), so an edge's viewers see what happened on other edges even
+when nothing changed locally. Like totals are read back only for comments liked on this edge.
+Without a Registry the totals are this edge's.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ class StreamEngagement:
         "like_delta",
         "likers",
         "likes",
+        "likes_dirty",
         "reactions",
         "rx_delta",
+        "rx_dirty",
         "viewers",
         "viewers_delta",
     )
@@ -42,11 +47,16 @@ class StreamEngagement:
     def __init__(self) -> None:
         self.reactions = [0] * len(_EMOJI)
         self.rx_delta = [0] * len(_EMOJI)
+        # Totals changed by another edge (read from the Registry) and not yet written to the slot.
+        self.rx_dirty = False
         # comment id -> users who like it (only for tracked, recent comments); None until the
         # first like, so tracking a comment allocates nothing.
         self.likers: dict[int, set[str] | None] = {}
         self.likes: dict[int, int] = {}
+        # Not yet added to the Registry (cluster mode only).
         self.like_delta: dict[int, int] = {}
+        # Comments whose like total changed since the last flush.
+        self.likes_dirty: set[int] = set()
         self.comments = 0
         self.comments_delta = 0
         self.viewers = 0
@@ -138,22 +148,27 @@ class Engagement:
         else:
             likers.discard(user_id)
         state.likes[comment_id] = state.likes.get(comment_id, 0) + delta
-        state.like_delta[comment_id] = state.like_delta.get(comment_id, 0) + delta
+        state.likes_dirty.add(comment_id)
+        if self._registry is not None:
+            state.like_delta[comment_id] = state.like_delta.get(comment_id, 0) + delta
         return True
 
-    def forget(self, stream: str, comment_ids: Iterable[int]) -> None:
-        """Deleted comments: stop tracking them; the visible count drops."""
+    def forget(self, stream: str, comment_ids: Iterable[int], count: bool = True) -> None:
+        """Deleted comments: stop tracking them; (``count``) the visible count drops. A delete
+        from another edge is not counted when the Registry already carries that edge's count."""
         state = self._streams.get(stream)
         if state is None:
             return
         for comment_id in comment_ids:
             if comment_id in state.likers:
                 del state.likers[comment_id]
-                state.comments -= 1
-                state.comments_delta -= 1
-                state.counts_dirty = True
+                if count:
+                    state.comments -= 1
+                    state.comments_delta -= 1
+                    state.counts_dirty = True
             state.likes.pop(comment_id, None)
             state.like_delta.pop(comment_id, None)
+            state.likes_dirty.discard(comment_id)
 
     def snapshot(self, stream: str, comment_ids: Iterable[int]) -> dict[str, Any]:
         """The state slots as a joiner needs them now (likes for the given comments)."""
@@ -166,39 +181,84 @@ class Engagement:
 
     async def flush(self, outbox: Outbox) -> int:
         """Write changed totals to the state slots; returns how many streams changed."""
+        if self._registry is not None:
+            await self._sync_cluster(self._registry)
         changed = 0
         for stream, state in list(self._streams.items()):
-            rx_changed = any(state.rx_delta)
-            if not (rx_changed or state.like_delta or state.counts_dirty):
+            rx_changed = state.rx_dirty or any(state.rx_delta)
+            if not (rx_changed or state.likes_dirty or state.counts_dirty):
                 continue
             changed += 1
-            if self._registry is not None:
-                await self._merge_cluster(stream, state, rx_changed)
             if rx_changed:
-                state.rx_delta = [0] * len(_EMOJI)
+                if self._registry is None:
+                    state.rx_delta = [0] * len(_EMOJI)
+                state.rx_dirty = False
                 outbox.set_state(
                     stream, StateKey.REACTIONS, packb(dict(zip(_EMOJI, state.reactions, strict=True)))
                 )
-            if state.like_delta:
-                totals = {cid: state.likes.get(cid, 0) for cid in state.like_delta}
-                state.like_delta = {}
+            if state.likes_dirty:
+                totals = {cid: state.likes.get(cid, 0) for cid in state.likes_dirty}
+                state.likes_dirty = set()
                 outbox.set_state(stream, StateKey.LIKES, packb(totals))
             if state.counts_dirty:
                 state.counts_dirty = False
-                state.comments_delta = 0
-                state.viewers_delta = 0
+                if self._registry is None:
+                    state.comments_delta = 0
+                    state.viewers_delta = 0
                 outbox.set_state(stream, StateKey.COUNTS, packb({"c": state.comments, "v": state.viewers}))
         return changed
 
-    async def _merge_cluster(self, stream: str, state: StreamEngagement, rx_changed: bool) -> None:
-        registry = self._registry
-        assert registry is not None
-        if rx_changed:
-            for i, emoji in enumerate(_EMOJI):
-                if state.rx_delta[i]:
-                    state.reactions[i] = await registry.incr(_rx_key(stream, emoji), state.rx_delta[i])
-        for comment_id, delta in state.like_delta.items():
-            state.likes[comment_id] = await registry.incr(_likes_key(stream, comment_id), delta)
-        if state.counts_dirty:
-            state.comments = await registry.incr(_comments_key(stream), state.comments_delta)
-            state.viewers = await registry.incr(_viewers_key(stream), state.viewers_delta)
+    async def _sync_cluster(self, registry: Registry) -> None:
+        """Add this edge's deltas to the shared counters, then read every open stream's totals.
+
+        Each delta is taken before its ``incr`` is awaited (events arriving meanwhile start a new
+        one) and put back if the Registry fails, so nothing is counted twice or lost.
+        """
+        streams = list(self._streams.items())
+        for stream, state in streams:
+            rx_delta, state.rx_delta = state.rx_delta, [0] * len(_EMOJI)
+            likes, state.like_delta = state.like_delta, {}
+            comments, state.comments_delta = state.comments_delta, 0
+            viewers, state.viewers_delta = state.viewers_delta, 0
+            try:
+                for i, emoji in enumerate(_EMOJI):
+                    if rx_delta[i]:
+                        await registry.incr(_rx_key(stream, emoji), rx_delta[i])
+                        rx_delta[i] = 0
+                        state.rx_dirty = True
+                for comment_id, delta in list(likes.items()):
+                    total = await registry.incr(_likes_key(stream, comment_id), delta)
+                    del likes[comment_id]
+                    if comment_id in state.likers:  # not deleted meanwhile
+                        state.likes[comment_id] = total + state.like_delta.get(comment_id, 0)
+                        state.likes_dirty.add(comment_id)
+                if comments:
+                    await registry.incr(_comments_key(stream), comments)
+                    comments = 0
+                if viewers:
+                    await registry.incr(_viewers_key(stream), viewers)
+                    viewers = 0
+            finally:
+                # Whatever was not added (the Registry failed) waits for the next flush.
+                state.rx_delta = [a + b for a, b in zip(state.rx_delta, rx_delta, strict=True)]
+                for comment_id, delta in likes.items():
+                    state.like_delta[comment_id] = state.like_delta.get(comment_id, 0) + delta
+                state.comments_delta += comments
+                state.viewers_delta += viewers
+        keys = []
+        for stream, _ in streams:
+            keys += [_comments_key(stream), _viewers_key(stream), *(_rx_key(stream, e) for e in _EMOJI)]
+        totals = await registry.get_counters(keys)
+        width = 2 + len(_EMOJI)
+        for index, (_, state) in enumerate(streams):
+            comments, viewers, *reactions = totals[index * width : (index + 1) * width]
+            # Deltas taken while we waited are not in the totals yet: keep them in what is shown.
+            comments += state.comments_delta
+            viewers += state.viewers_delta
+            reactions = [r + d for r, d in zip(reactions, state.rx_delta, strict=True)]
+            if comments != state.comments or viewers != state.viewers:
+                state.comments, state.viewers = comments, viewers
+                state.counts_dirty = True
+            if reactions != state.reactions:
+                state.reactions = reactions
+                state.rx_dirty = True

@@ -12,11 +12,11 @@ edge can hand the same bytes to its own tick without re-encoding:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Final
 
 from livechat.ports.broker import Broker
+from livechat.ports.errors import BackendError
 from livechat.services.background import Background
 from livechat.services.outbox import Outbox
 
@@ -61,12 +61,12 @@ class Fanout:
 
     @staticmethod
     async def _publish(broker: Broker, queued: list[tuple[str, bytes]]) -> None:
-        # Started in call order, so one backend pipeline keeps publish order per stream.
-        results = await asyncio.gather(
-            *(broker.publish(stream, payload) for stream, payload in queued), return_exceptions=True
-        )
-        failed = sum(1 for result in results if isinstance(result, BaseException))
-        if failed:
+        # One call per batch (one write and round trip for Redis), not a task per event: at 30 000
+        # comments/s a task each cost ~8 µs per comment. Batches are spawned in call order and each
+        # writes before its first wait, so publish order per stream is kept across batches.
+        try:
+            await broker.publish_many(queued)
+        except BackendError as exc:
             log.warning(
-                "broker refused %d of %d events; other edges resync on their gap", failed, len(queued)
+                "broker refused a batch of %d events (%s); other edges resync on their gap", len(queued), exc
             )

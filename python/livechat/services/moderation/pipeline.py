@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
 from livechat.config import ModerationConfig
+from livechat.histogram import LatencyHistogram
 from livechat.services.clock import Clock
 from livechat.services.moderation.breaker import CircuitBreaker
 from livechat.services.moderation.classifier import Classifier
@@ -69,6 +71,10 @@ class ModerationPipeline:
             "breaker_skipped": 0,
             "backlog_skipped": 0,
         }
+        # Classifier verdicts by decision, and the wall time of every classifier call (timeouts
+        # and failures included): the moderation latency of /metrics.
+        self.verdicts: dict[str, int] = {decision.value: 0 for decision in Decision}
+        self.latency = LatencyHistogram()
 
     @property
     def reviews(self) -> bool:
@@ -117,27 +123,34 @@ class ModerationPipeline:
         if not self.breaker.allow():
             self.counters["breaker_skipped"] += 1
             return ACCEPTED
+        started = time.perf_counter()
         try:
             verdict = await asyncio.wait_for(
                 classifier.classify(text, user_id, stream), self._config.classifier_timeout_s
             )
         except TimeoutError:
+            self.latency.observe(time.perf_counter() - started)
             self.counters["timeouts"] += 1
             self.breaker.record_failure()
             return ACCEPTED
         except Exception as exc:
+            self.latency.observe(time.perf_counter() - started)
             self.counters["failures"] += 1
             self.breaker.record_failure()
             log.warning("moderation classifier failed: %s", exc)
             return ACCEPTED
+        self.latency.observe(time.perf_counter() - started)
         self.breaker.record_success()
         self.counters["reviewed"] += 1
         reject, flag = self.thresholds(strikes)
         if verdict.score >= reject:
-            return Verdict(self.offence(strikes), "classifier", verdict.score)
-        if verdict.score >= flag:
-            return Verdict(Decision.FLAG, "classifier", verdict.score)
-        return ACCEPTED
+            decided = Verdict(self.offence(strikes), "classifier", verdict.score)
+        elif verdict.score >= flag:
+            decided = Verdict(Decision.FLAG, "classifier", verdict.score)
+        else:
+            decided = ACCEPTED
+        self.verdicts[decided.decision.value] += 1
+        return decided
 
 
 @dataclass(slots=True)

@@ -1,0 +1,5 @@
+import sys
+
+from bench.service.cli import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""A typed asyncio client of the livechat protocol, with reconnect and recovery (``LiveChatClient``).
+
+The web page's JavaScript twin is ``livechat/web/livechat-client.js``.
+"""
+
+from livechat.client.backoff import Backoff
+from livechat.client.client import LiveChatClient, token_subject
+from livechat.client.errors import AuthRejected, ClientClosed, ConnectionLost, LiveChatError, ServerError
+from livechat.client.events import (
+    Ack,
+    Banned,
+    Comment,
+    Counts,
+    Deleted,
+    Disconnected,
+    Event,
+    Gap,
+    Highlighted,
+    HistoryPage,
+    Modes,
+    ModesChanged,
+    Notice,
+    Pinned,
+    Purged,
+    Reconnected,
+    Reconnecting,
+    ServerErrorEvent,
+    Snapshot,
+    StateChanged,
+    Tier,
+    Unbanned,
+    UnknownEvent,
+)
+from livechat.client.streams import StreamView
+
+__all__ = [
+    "Ack",
+    "AuthRejected",
+    "Backoff",
+    "Banned",
+    "ClientClosed",
+    "Comment",
+    "ConnectionLost",
+    "Counts",
+    "Deleted",
+    "Disconnected",
+    "Event",
+    "Gap",
+    "Highlighted",
+    "HistoryPage",
+    "LiveChatClient",
+    "LiveChatError",
+    "Modes",
+    "ModesChanged",
+    "Notice",
+    "Pinned",
+    "Purged",
+    "Reconnected",
+    "Reconnecting",
+    "ServerError",
+    "ServerErrorEvent",
+    "Snapshot",
+    "StateChanged",
+    "StreamView",
+    "Tier",
+    "Unbanned",
+    "UnknownEvent",
+    "token_subject",
+]
