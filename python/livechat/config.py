@@ -188,7 +188,10 @@ class RoomConfig:
 class ChatConfig:
     """Everything the chat services read; ``node_id`` (0..1023) goes into comment ids."""
 
-    node_id: int = 0
+    # -1 = assigned at start: 0 when embedded; in cluster mode the shared registry's counter
+    # modulo 1024, so edges started together get distinct ids (pin one per edge to be certain
+    # across more than 1 024 starts).
+    node_id: int = -1
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)

@@ -23,7 +23,8 @@ BACKEND_SCHEMES: Final = {
     "meta": ("sqlite",),
 }
 # Fields allowed to be negative: none today. Every count, size, duration and score is >= 0.
-_SIGNED: Final[frozenset[str]] = frozenset()
+# Fields where a negative value means something (node_id -1: assigned at start).
+_SIGNED: Final[frozenset[str]] = frozenset({"chat.node_id"})
 _UNIT_INTERVAL: Final = (
     "chat.sampling.hysteresis",
     "chat.moderation.reject_score",
@@ -54,8 +55,9 @@ def _numbers(config: LiveChatConfig) -> Iterator[str]:
     for path in ("edge.port", "ops.admin_port"):
         if not 0 <= _get(config, path) <= 65535:
             yield f"{path} = {_get(config, path)}: not a TCP port"
-    if not 0 <= config.chat.node_id <= 1023:
-        yield f"chat.node_id = {config.chat.node_id}: must be 0..1023 (10 bits of the comment id)"
+    if not -1 <= config.chat.node_id <= 1023:
+        node = config.chat.node_id
+        yield f"chat.node_id = {node}: must be 0..1023 (10 bits of the comment id), or -1 = auto"
 
 
 def _edge(config: LiveChatConfig) -> Iterator[str]:

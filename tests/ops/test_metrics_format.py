@@ -91,7 +91,9 @@ def test_every_metric_is_documented() -> None:
         "threads": [dict.fromkeys(thread_keys, 0)],
         **dict.fromkeys(("events_published", "ticks", "frames_built", "tick_build_ns", "io_threads"), 0),
     }
-    page = render(MetricsInput("e", "v", True, False, edge, CHAT_STATS, BrokerTimes(snap, 0, 0, snap, 0, True)))
+    page = render(
+        MetricsInput("e", "v", True, False, edge, CHAT_STATS, BrokerTimes(snap, 0, 0, snap, 0, True))
+    )
     names = {line.split()[2] for line in page.splitlines() if line.startswith("# TYPE")}
     assert len(names) > 50
     doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()

@@ -67,13 +67,14 @@ def start_serve(tmp_path: Path) -> Iterator[StartServe]:
 @pytest.fixture
 def start_edge(tmp_path: Path, start_serve: StartServe, redis_server: RedisServer) -> StartServe:
     """``start_edge("a", node_id, *extra)``: a `livechat serve` in cluster mode: Redis broker and
-    registry under a prefix unique to this test, edge id ``name``, comment-id node ``node_id``."""
+    registry under a prefix unique to this test, edge id ``name``, comment-id node ``node_id``
+    (None: the edge assigns its own)."""
     prefix = f"t{uuid.uuid4().hex[:10]}:"
     # One signing secret for the cluster (a token works on every edge), put where each edge's
     # `livechat serve` reads its development secret.
     secret = secrets.token_urlsafe(32)
 
-    def start(name: str, node_id: int, *extra: str) -> ServeProcess:
+    def start(name: str, node_id: int | None, *extra: str) -> ServeProcess:
         data_dir = tmp_path / f"data-{name}"
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / SECRET_FILE).write_text(secret + "\n")
@@ -85,8 +86,7 @@ def start_edge(tmp_path: Path, start_serve: StartServe, redis_server: RedisServe
             redis_server.url,
             "--edge-id",
             name,
-            "--set",
-            f"chat.node_id={node_id}",
+            *(("--set", f"chat.node_id={node_id}") if node_id is not None else ()),
             "--set",
             f"backends.redis_prefix={prefix}",
             *extra,

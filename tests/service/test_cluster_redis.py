@@ -158,3 +158,16 @@ async def test_counts_and_reactions_are_cluster_wide(start_edge: StartServe) -> 
         assert client.state[STREAM]["n"] == {"c": 2, "v": 4}
     for client in (poster, viewer_b, viewer_b2, mod_b):
         await client.close()
+
+
+async def test_edges_without_a_node_id_get_distinct_ones(start_edge: StartServe) -> None:
+    """Comment ids are ms | node (10 bits) | sequence (12 bits): two edges on one node could mint
+    the same id in the same millisecond, so cluster edges draw theirs from the shared registry."""
+    a, b = start_edge("a", None), start_edge("b", None)
+    nodes = set()
+    for i, edge in enumerate((a, b)):
+        poster = await joined(edge, f"p{i}", "moderator")
+        ack = await poster.call("post", stream=STREAM, text="hi", cmid=f"c{i}")
+        nodes.add((ack["id"] >> 12) & 1023)
+        await poster.close()
+    assert len(nodes) == 2

@@ -9,18 +9,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from livechat import _edge
 from livechat.backends import Backends, open_backends
-from livechat.config import LiveChatConfig
+from livechat.config import ChatConfig, LiveChatConfig
 from livechat.server.admin import AdminServer, Health
 from livechat.server.broker_timing import MeasuredBroker
 from livechat.services import ChatService, RemoteEvents
 
 log = logging.getLogger("livechat.server")
+
+
+class _UntilDrained:
+    """The broker handler (set once, as the port requires): other edges' events go to the chat
+    services until this edge drains, then are dropped (its clients reconnect elsewhere and
+    recover them from history)."""
+
+    def __init__(self, target: RemoteEvents) -> None:
+        self.target: RemoteEvents | None = target
+
+    def on_message(self, stream: str, payload: bytes) -> None:
+        if self.target is not None:
+            self.target.on_message(stream, payload)
+
+    def on_control(self, payload: bytes) -> None:
+        if self.target is not None:
+            self.target.on_control(payload)
+
+    def on_gap(self, streams: Sequence[str]) -> None:
+        if self.target is not None:
+            self.target.on_gap(streams)
+
 
 # Events taken per drain: bounds the time one batch holds the loop (~15 µs/comment -> ~60 ms).
 DRAIN_BATCH = 4096
@@ -45,7 +69,19 @@ class LiveChatServer:
         # Held while a batch is handed to the services, so stop()'s final batch never interleaves.
         self._handling = asyncio.Lock()
         self.measured_broker: MeasuredBroker | None = None
+        self._remote: _UntilDrained | None = None
         self.admin: AdminServer | None = None
+
+    async def _with_node_id(self, chat: ChatConfig, b: Backends) -> ChatConfig:
+        """Resolve ``node_id = -1``: comment ids embed it, so two edges sharing it could mint the
+        same id in the same millisecond."""
+        if chat.node_id >= 0:
+            return chat
+        node = 0
+        if not self.config.backends.registry.startswith("memory://"):
+            node = await b.registry.incr("livechat:node-seq") % 1024
+        log.info("comment ids use node %d", node, extra={"event": "node_id"})
+        return dataclasses.replace(chat, node_id=node)
 
     @property
     def port(self) -> int:
@@ -57,7 +93,7 @@ class LiveChatServer:
         b = self.backends
         broker = self.measured_broker = MeasuredBroker(b.broker)
         self.chat = ChatService(
-            self.config.chat,
+            await self._with_node_id(self.config.chat, b),
             self.edge,
             log=b.log,
             history=b.history,
@@ -65,7 +101,8 @@ class LiveChatServer:
             registry=b.registry,
             broker=broker,
         )
-        broker.set_handler(RemoteEvents(self.chat))
+        self._remote = _UntilDrained(RemoteEvents(self.chat))
+        broker.set_handler(self._remote)
         ops = self.config.ops
         try:
             await self.chat.start()
@@ -151,6 +188,17 @@ class LiveChatServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        try:
+            await self._drain_and_stop(drain_ms)
+        except Exception:
+            # A failing step must not leave the process hanging half-stopped: stop the edge
+            # (a no-op if it already stopped) and let wait_stopped() return.
+            log.exception("graceful stop failed; stopping the edge", extra={"event": "stop_failed"})
+            await asyncio.to_thread(self.edge.stop, 0)
+        finally:
+            self._done.set()
+
+    async def _drain_and_stop(self, drain_ms: int | None) -> None:
         ops = self.config.ops
         log.info(
             "draining: /readyz is 503; the edge stops accepting in %.1f s",
@@ -173,6 +221,9 @@ class LiveChatServer:
                 # Everything that writes to clients runs while the edge is still up: comments
                 # stored and acked, housekeeping and review workers stopped, background work done.
                 await self.chat.aclose()
+            if self._remote is not None:
+                # Other edges keep publishing: from here on their events have nowhere to go.
+                self._remote.target = None
         await asyncio.to_thread(self.edge.stop, ops.drain_timeout_ms if drain_ms is None else drain_ms)
         await self._close_services(chat=False)
         chat = self.chat.stats() if self.chat is not None else {}
@@ -180,7 +231,6 @@ class LiveChatServer:
             "stopped",
             extra={"event": "stopped", "comments": chat.get("comments"), "joins": chat.get("joins")},
         )
-        self._done.set()
 
     async def _close_services(self, chat: bool = True) -> None:
         if self.measured_broker is not None:
