@@ -74,6 +74,10 @@ class Edge:
     def send_many(self, conn_ids: Sequence[int], data: bytes, binary: bool = True) -> int:
         """``send`` to each id with one shared frame; returns how many were still open."""
 
+    def send_batch(self, items: Sequence[tuple[int, bytes]], binary: bool = True) -> int:
+        """``send`` for many (connection, message) pairs in one call (e.g. a batch of acks): one
+        command per I/O thread. Per connection, order is kept. Returns how many were open."""
+
     def close(self, conn_id: int, code: int = 1000, reason: str = "") -> bool:
         """Start the close handshake after what is already queued has been written."""
 

@@ -226,6 +226,23 @@ async def test_send_send_many_and_close(start_app: StartApp) -> None:
     await ws.close()
 
 
+async def test_send_batch_keeps_per_connection_order_and_counts_the_open(start_app: StartApp) -> None:
+    edge, events = start_app()
+    a, ca = await connect(edge, events)
+    ws = await open_peer("websockets-deflate", edge.port)
+    cw, _ = await events.expect_open()
+    big = pack({"t": "history", "items": ["comment text"] * 300})
+    items = [(c, pack({"t": "ack", "n": n})) for n in range(50) for c in (ca, cw)]
+    items.append((cw, big))
+    items.append((ca ^ 1, pack("nobody")))  # not a live connection: skipped, not counted
+    assert edge.send_batch(items) == 101
+    assert [unpack((await a.recv_message()).data)["n"] for _ in range(50)] == list(range(50))
+    assert [unpack(await ws.recv())["n"] for _ in range(50)] == list(range(50))
+    assert await ws.recv() == big  # over deflate_min_bytes: compressed for the deflate client
+    await a.close()
+    await ws.close()
+
+
 def test_publish_and_state_refuse_what_is_not_msgpack(start_edge: Callable[..., Edge]) -> None:
     edge = start_edge(mode="app")
     for bad in (b"", b"\xc1", b"\x01\x02", b"\x92\x01"):

@@ -121,6 +121,13 @@ impl Edge {
         Ok(py.detach(|| core.send_many(&conn_ids, data, binary)))
     }
 
+    #[pyo3(signature = (items, binary = true))]
+    fn send_batch(&self, py: Python<'_>, items: Vec<(u64, Vec<u8>)>, binary: bool) -> PyResult<usize> {
+        let core = self.core()?;
+        let refs: Vec<(u64, &[u8])> = items.iter().map(|(id, d)| (*id, d.as_slice())).collect();
+        Ok(py.detach(|| core.send_batch(&refs, binary)))
+    }
+
     #[pyo3(signature = (conn_id, code = 1000, reason = ""))]
     fn close(&self, conn_id: u64, code: u16, reason: &str) -> PyResult<bool> {
         if !(code == close::NORMAL

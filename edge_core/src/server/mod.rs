@@ -48,6 +48,9 @@ pub type Counters = Vec<(&'static str, u64)>;
 /// A started edge. Dropping it stops it.
 pub struct Edge {
     shared: Arc<Shared>,
+    /// Compresses direct sends at or over `deflate_min_bytes` (acks and errors are smaller and
+    /// never touch it); one reused compressor, not a fresh zlib state per send.
+    send_deflater: Mutex<Deflater>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     port: u16,
 }
@@ -95,7 +98,8 @@ impl Edge {
         }
         let t = shared.clone();
         threads.push(std::thread::Builder::new().name("lc-ticker".into()).spawn(move || run_ticker(&t))?);
-        Ok(Self { shared, threads: Mutex::new(threads), port })
+        let send_deflater = Mutex::new(Deflater::new(shared.settings.deflate_level));
+        Ok(Self { shared, send_deflater, threads: Mutex::new(threads), port })
     }
 
     pub fn port(&self) -> u16 {
@@ -144,8 +148,32 @@ impl Edge {
 
     fn single_frame(&self, data: &[u8], binary: bool) -> Arc<SharedFrame> {
         let s = &self.shared.settings;
-        let mut d = s.deflate.then(|| Deflater::new(s.deflate_level));
-        Arc::new(SharedFrame::message(data, binary, d.as_mut().map(|d| (d, s.deflate_min_bytes))))
+        if !s.deflate || data.len() < s.deflate_min_bytes {
+            return Arc::new(SharedFrame::message(data, binary, None));
+        }
+        let mut d = lock(&self.send_deflater);
+        Arc::new(SharedFrame::message(data, binary, Some((&mut d, s.deflate_min_bytes))))
+    }
+
+    /// Many direct sends in one call (a batch of acks): one command per I/O thread. Returns how
+    /// many of the connections were open.
+    pub fn send_batch(&self, items: &[(u64, &[u8])], binary: bool) -> usize {
+        let mut per_thread: Vec<Vec<(u64, Arc<SharedFrame>)>> = vec![Vec::new(); self.shared.workers.len()];
+        let mut n = 0;
+        for &(id, data) in items {
+            let slot = (id & ((1 << worker::SLOT_BITS) - 1)) as usize;
+            let Some(w) = self.shared.worker_of(id) else { continue };
+            if w.is_live(id, slot) {
+                per_thread[(id >> 56) as usize].push((id, self.single_frame(data, binary)));
+                n += 1;
+            }
+        }
+        for (w, batch) in self.shared.workers.iter().zip(per_thread) {
+            if !batch.is_empty() {
+                w.send(Cmd::SendBatch(batch));
+            }
+        }
+        n
     }
 
     pub fn send(&self, id: u64, data: &[u8], binary: bool) -> bool {

@@ -87,6 +87,7 @@ pub enum Cmd {
     Unsubscribe(u64, u32),
     Send(u64, Arc<SharedFrame>),
     SendMany(Vec<u64>, Arc<SharedFrame>),
+    SendBatch(Vec<(u64, Arc<SharedFrame>)>),
     Close(u64, u16, String),
     Ticks(Arc<Vec<(u32, Arc<SharedFrame>)>>),
     /// Stop accepting, close every connection with 1001, exit once empty or after the drain time.

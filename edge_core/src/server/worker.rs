@@ -641,6 +641,11 @@ impl Worker {
                         self.send_frame(id, &f);
                     }
                 }
+                Cmd::SendBatch(items) => {
+                    for (id, f) in items {
+                        self.send_frame(id, &f);
+                    }
+                }
                 Cmd::Close(id, code, reason) => {
                     if let Some(slot) = self.slot_of(id) {
                         self.begin_close(slot, code, &reason);
