@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 PY_PATHS := $(wildcard python tests bench loadtest pyext/setup.py)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install pyext redis chromium serve test test-rust test-py lint lint-rust lint-python stubtest bench bench-fanout loadtest autobahn clean
+.PHONY: help install pyext redis chromium serve test test-rust test-py lint lint-rust lint-python stubtest bench loadgen bench-fanout loadtest autobahn clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ serve: install ## start livechat, embedded mode (no services), on ws://127.0.0.1
 test: install redis chromium test-rust test-py ## everything CI runs: Rust unit/property tests, then pytest
 
 test-rust: ## cargo tests of the pure Rust code (no Python needed)
-	cargo test -q --manifest-path edge_core/Cargo.toml --no-default-features
+	cargo test -q --workspace --no-default-features
 
 test-py: ## pytest: unit, contract (embedded + real Redis), edge, service, ops, browser e2e, conformance subset
 	$(PY) -m pytest -q
@@ -38,7 +38,7 @@ lint: lint-rust lint-python stubtest ## every linter, warnings are errors
 
 lint-rust:
 	cargo fmt --all --check
-	cargo clippy -q --manifest-path edge_core/Cargo.toml --all-targets -- -D warnings
+	cargo clippy -q --workspace --all-targets -- -D warnings
 	cargo clippy -q --manifest-path edge_core/Cargo.toml --all-targets --no-default-features -- -D warnings
 
 lint-python:
@@ -55,8 +55,11 @@ bench: ## pytest-benchmark micro-benchmarks (frames, deflate, msgpack, Cython lo
 loadtest: ## a 3-minute locust run with 2 000 users against a fresh `livechat serve` (results in loadtest/results.md)
 	$(PY) loadtest/run.py --users 2000 --spawn-rate 50 --time 3m --port 18600
 
-bench-fanout: ## livechat fanout vs picows vs websockets, 15 000 viewers (about 6 minutes)
-	$(PY) -m bench.fanout
+loadgen: ## the compiled viewer load generator the fan-out bench uses (bench/loadgen_rs)
+	cargo build -q --release -p lc-loadgen
+
+bench-fanout: loadgen ## livechat fanout vs picows vs websockets, 15 000 viewers (about 6 minutes)
+	$(PY) -m bench.fanout --loadgen rust --wait-quiet 120
 
 autobahn: ## the full Autobahn TestSuite (kosoku) against `livechat echo`; summary in artifacts/autobahn
 	$(PY) -m tests.conformance.autobahn --full

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.fanout import procstat
+from bench.fanout import procstat, rust_loadgen
 from bench.fanout.report import render
 from bench.fanout.scenario import FULL, QUICK, Plan, run_target
 from bench.fanout.targets import parse_targets
@@ -54,6 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help='extra flags for `livechat fanout`, e.g. "--tick-max-ms 250 --io-threads 2"',
     )
+    parser.add_argument(
+        "--loadgen",
+        choices=rust_loadgen.CHOICES,
+        help="viewer load generator: rust (bench/loadgen_rs, default when built) or python",
+    )
     parser.add_argument("--out", type=Path, help="JSON path (markdown goes beside it as .md)")
     parser.add_argument(
         "--wait-quiet",
@@ -65,9 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_plan(args: argparse.Namespace) -> Plan:
+def build_plan(args: argparse.Namespace, loadgen: str = "python") -> Plan:
     plan = QUICK if args.quick else FULL
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"loadgen": loadgen}
     if args.conns is not None:
         changes["conns"] = args.conns
     if args.workers is not None:
@@ -92,8 +97,8 @@ def versions() -> dict[str, str]:
     return found
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    plan = build_plan(args)
+async def run(args: argparse.Namespace, loadgen: str, loadgen_note: str) -> dict[str, Any]:
+    plan = build_plan(args, loadgen)
     targets = parse_targets(args.targets, tuple(shlex.split(args.livechat_args)))
     started = datetime.datetime.now().astimezone()
     run_info: dict[str, Any] = {
@@ -101,6 +106,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": shlex.join(["python", "-m", "bench.fanout", *sys.argv[1:]]),
         "plan": dataclasses.asdict(plan),
         "versions": versions(),
+        "loadgen": {"viewers": loadgen, "publisher": "python", "note": loadgen_note},
         "machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "kernel": os.uname().release},
         "results": [],
     }
@@ -160,7 +166,13 @@ def _us(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    info = asyncio.run(run(args))
+    try:
+        loadgen, loadgen_note = rust_loadgen.choose(args.loadgen)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"[loadgen] {loadgen_note}", file=sys.stderr, flush=True)
+    info = asyncio.run(run(args, loadgen, loadgen_note))
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out: Path = args.out or RESULTS_DIR / f"fanout-{stamp}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from bench.fanout import rust_loadgen
+
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -96,15 +98,24 @@ class WorkerError(RuntimeError):
 
 
 class LoadWorker:
-    """One ``bench.fanout.loadgen`` process and its JSON-lines request channel."""
+    """One load-generator process and its JSON-lines request channel.
+
+    ``bench.fanout.loadgen`` (Python), or for viewers with ``loadgen="rust"`` the compiled
+    ``lc-loadgen``, which answers the same requests the same way.
+    """
 
     def __init__(self, process: asyncio.subprocess.Process, name: str) -> None:
         self.process = process
         self.name = name
 
     @classmethod
-    async def spawn(cls, name: str, role: str, tick_frames: bool, log: IO[bytes]) -> LoadWorker:
-        args = [sys.executable, "-m", "bench.fanout.loadgen", "--role", role]
+    async def spawn(
+        cls, name: str, role: str, tick_frames: bool, log: IO[bytes], loadgen: str = "python"
+    ) -> LoadWorker:
+        if loadgen == "rust" and role == "viewers":
+            args = [str(rust_loadgen.require_built()), "--role", role]
+        else:
+            args = [sys.executable, "-m", "bench.fanout.loadgen", "--role", role]
         if tick_frames:
             args.append("--tick-frames")
         process = await asyncio.create_subprocess_exec(

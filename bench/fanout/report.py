@@ -70,7 +70,8 @@ def render(run: dict[str, Any]) -> str:
         f"`{run['command']}`",
         "",
         f"{run['plan']['conns']} viewers + 1 publisher per server, {run['plan']['workers']} load-generator "
-        f"processes; machine: {run['machine']['cpus']} CPUs, load average at start "
+        f"processes ({run['plan'].get('loadgen', 'python')} viewers, Python publisher); "
+        f"machine: {run['machine']['cpus']} CPUs, load average at start "
         f"{run['machine']['loadavg_start']}.",
         "",
     ]

@@ -48,8 +48,12 @@ class Plan:
     p99_limit_ms: float = 250.0
     connect_concurrency: int = 64
     host: str = "127.0.0.1"
+    # Viewer processes: "python" (bench.fanout.loadgen) or "rust" (lc-loadgen). The publisher is Python.
+    loadgen: str = "python"
 
     def __post_init__(self) -> None:
+        if self.loadgen not in ("python", "rust"):
+            raise ValueError(f"loadgen={self.loadgen!r}: choose python or rust")
         if self.conns < self.workers or self.workers < 1:
             raise ValueError(f"need 1 <= workers <= conns, got workers={self.workers} conns={self.conns}")
         # One server process holds every connection; the open-file limit here is 20 000.
@@ -122,7 +126,10 @@ class TargetRun:
     async def _spawn_workers(self, log: Any) -> None:
         tick = self.target.tick_frames
         *self.viewers, self.publisher = await asyncio.gather(
-            *(LoadWorker.spawn(f"viewers-{i}", "viewers", tick, log) for i in range(self.plan.workers)),
+            *(
+                LoadWorker.spawn(f"viewers-{i}", "viewers", tick, log, self.plan.loadgen)
+                for i in range(self.plan.workers)
+            ),
             LoadWorker.spawn("publisher", "publisher", tick, log),
         )
         # Let the interpreters finish importing so their start-up is not counted as load.
