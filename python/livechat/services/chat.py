@@ -123,7 +123,8 @@ class ChatService:
             engagement=Engagement(config.rooms, registry),
             fanout=Fanout(outbox, broker, background),
             background=background,
-            ids=CommentIdGenerator(config.node_id, lambda: int(clock.time() * 1000)),
+            # node_id -1 ("auto") is resolved by LiveChatServer for clusters; alone, it is node 0.
+            ids=CommentIdGenerator(max(config.node_id, 0), lambda: int(clock.time() * 1000)),
         )
         self._decoder = ClientDecoder(config.limits)
         self._actions = ModeratorActions(ctx)
