@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 import threading
@@ -174,6 +175,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = with_dev_secret(config)
 
     async def run() -> None:
+        gc.set_threshold(*config.ops.gc_thresholds)
         server = LiveChatServer(config)
         port = await server.start()
         if config.ops.log_format == "plain":

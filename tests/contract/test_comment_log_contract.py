@@ -94,6 +94,30 @@ async def test_append_many_is_ordered_and_dedupes_inside_the_batch(comment_log: 
     assert await comment_log.append_many([]) == []
 
 
+async def test_a_large_batch_keeps_order_offsets_and_dedupe(comment_log: CommentLog) -> None:
+    # 1 300 entries: several multi-row statements in the SQLite backend; repeats across them.
+    await comment_log.append_many([LogEntry("s", b"early", "k-5")])
+    entries = [LogEntry("s" if i % 3 else "t", f"p{i}".encode(), f"k-{i % 1000}") for i in range(1300)]
+    results = await comment_log.append_many(entries)
+    first: dict[tuple[str, str], int] = {("s", "k-5"): -1}
+    for i, (entry, result) in enumerate(zip(entries, results, strict=True)):
+        key = (entry.stream, str(entry.client_msg_id))
+        assert result.duplicate == (key in first), i
+        first.setdefault(key, i)
+        if result.duplicate and first[key] >= 0:
+            assert (result.offset, result.payload) == (
+                results[first[key]].offset,
+                entries[first[key]].payload,
+            )
+    for stream in ("s", "t"):
+        fresh = [r for e, r in zip(entries, results, strict=True) if e.stream == stream and not r.duplicate]
+        offsets = [r.offset for r in fresh]
+        assert offsets == sorted(set(offsets))
+        records = await comment_log.read(stream, -1, 2000)
+        tail = records[1:] if stream == "s" else records
+        assert [(r.offset, r.payload) for r in tail] == [(r.offset, r.payload) for r in fresh]
+
+
 async def test_dedupe_window_expires(log_url: str) -> None:
     log = await open_comment_log(log_url, dedupe_window_s=0.3, retention_s=60)
     try:

@@ -57,6 +57,18 @@ async def test_streams_are_separate(history: HistoryStore) -> None:
     assert await history.get("b", a[0].comment_id) is None
 
 
+async def test_a_large_put_many_skips_existing_and_deleted(history: HistoryStore) -> None:
+    # 700 comments: several multi-row statements in the SQLite backend.
+    stored = comments("s", 700)
+    await history.put(StoredComment("s", stored[300].comment_id, "first", b"first version"))
+    await history.delete("s", stored[500].comment_id)
+    await history.put_many(stored)
+    kept = [c for c in stored if c.comment_id != stored[500].comment_id]
+    read = await history.after("s", 0, 1000)
+    assert ids_of(read) == ids_of(kept)
+    assert read[300] == StoredComment("s", stored[300].comment_id, "first", b"first version")
+
+
 async def test_put_is_idempotent_and_keeps_the_first_version(history: HistoryStore) -> None:
     [c] = comments("s", 1)
     await history.put(c)

@@ -54,6 +54,9 @@ class RecordingOutbox:
     def send_many(self, conn_ids: Sequence[int], data: bytes, binary: bool = True) -> int:
         return sum(self.send(conn, data) for conn in conn_ids)
 
+    def send_batch(self, items: Sequence[tuple[int, bytes]], binary: bool = True) -> int:
+        return sum(self.send(conn, data) for conn, data in items)
+
     def publish(self, stream: str, event: bytes, priority: bool = False) -> None:
         self.published.append((stream, event, priority))
 
@@ -110,8 +113,9 @@ class Ed25519Keys:
 
 
 def chat_config(**overrides: Any) -> ChatConfig:
-    """ChatConfig with an HS256 secret; keyword overrides replace whole sections."""
-    base: dict[str, Any] = {"auth": AuthConfig(hmac_secret=HMAC_SECRET)}
+    """ChatConfig with an HS256 secret and node 0 (what ``livechat serve`` resolves -1 to when
+    embedded); keyword overrides replace whole sections."""
+    base: dict[str, Any] = {"auth": AuthConfig(hmac_secret=HMAC_SECRET), "node_id": 0}
     base.update(overrides)
     return ChatConfig(**base)
 

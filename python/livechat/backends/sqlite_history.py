@@ -11,7 +11,9 @@ from livechat.backends.sqlite import (
     Connection,
     SqliteDatabase,
     acquire_database,
+    chunks,
     ensure_schema,
+    placeholders,
     release_database,
 )
 from livechat.ids import EPOCH_MS, first_id_at
@@ -34,9 +36,10 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS history_tombstones_by_time ON history_tombstones (stream, deleted_at)",
 )
 
+# Many rows per statement (see ``chunks``); a tombstoned comment is skipped, an existing one kept.
 _PUT = """INSERT OR IGNORE INTO history (stream, comment_id, user_id, payload)
-    SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS
-    (SELECT 1 FROM history_tombstones WHERE stream = ?1 AND comment_id = ?2)"""
+    SELECT v.column1, v.column2, v.column3, v.column4 FROM (VALUES {rows}) AS v WHERE NOT EXISTS
+    (SELECT 1 FROM history_tombstones AS t WHERE t.stream = v.column1 AND t.comment_id = v.column2)"""
 
 _SELECT = "SELECT stream, comment_id, user_id, payload FROM history"
 
@@ -116,17 +119,20 @@ class SqliteHistoryStore:
         self._check_open()
         if not comments:
             return
-        params = []
         for c in comments:
             if not isinstance(c.payload, bytes):
                 raise TypeError(f"payload must be bytes, got {type(c.payload).__name__}")
-            params.append((c.stream, c.comment_id, c.user_id, c.payload))
+        batch = list(comments)
 
         def run(conn: Connection) -> None:
             # Return nothing that holds a statement: a cursor freed on the loop thread would race
             # this worker on the shared connection.
-            conn.executemany(_PUT, params)
-            self._streams.update(p[0] for p in params)
+            for chunk in chunks(batch):
+                conn.execute(
+                    _PUT.format(rows=placeholders(len(chunk), 4)),
+                    [value for c in chunk for value in (c.stream, c.comment_id, c.user_id, c.payload)],
+                )
+            self._streams.update(c.stream for c in batch)
             self._maybe_purge(conn, time.time())
 
         await self._db.write(run)

@@ -14,7 +14,9 @@ from livechat.backends.sqlite import (
     Connection,
     SqliteDatabase,
     acquire_database,
+    chunks,
     ensure_schema,
+    placeholders,
     release_database,
 )
 from livechat.ports.comment_log import LogAppend, LogEntry, LogRecord
@@ -102,38 +104,92 @@ class SqliteCommentLog:
         return await self._db.write(lambda conn: self._append(conn, batch))
 
     def _append(self, conn: Connection, entries: list[LogEntry]) -> list[LogAppend]:
+        """Store ``entries`` with a few multi-row statements per ``ROWS_PER_STATEMENT`` entries (a
+        per-entry statement costs a GIL hand-off each in the worker thread)."""
         now = time.time()
-        results = []
+        keys = {(e.stream, e.client_msg_id) for e in entries if e.client_msg_id is not None}
+        earlier = self._earlier_appends(conn, keys, now - self._window) if keys else {}
+        # Per entry: an index into ``new`` (first appended here) or the result of an earlier append.
+        plan: list[int | LogAppend] = []
+        new: list[LogEntry] = []
+        first_here: dict[tuple[str, str], int] = {}
         for entry in entries:
-            if entry.client_msg_id is not None:
-                row = conn.execute(
-                    "SELECT seq, appended_at FROM log_dedupe WHERE stream = ? AND client_msg_id = ?",
-                    (entry.stream, entry.client_msg_id),
-                ).fetchone()
-                if row is not None and now - row[1] < self._window:
-                    original = conn.execute(
-                        "SELECT payload FROM log_records WHERE seq = ?", (row[0],)
-                    ).fetchone()
-                    results.append(LogAppend(row[0], True, original[0] if original else b""))
+            cmid = entry.client_msg_id
+            if cmid is not None:
+                key = (entry.stream, cmid)
+                found = earlier.get(key)
+                if found is not None:
+                    plan.append(found)
                     continue
-            cur = conn.execute(
-                "INSERT INTO log_records (stream, payload, client_msg_id, appended_at) VALUES (?, ?, ?, ?)",
-                (entry.stream, entry.payload, entry.client_msg_id, now),
-            )
-            seq = cur.lastrowid
-            assert seq is not None
-            if entry.client_msg_id is not None:
+                index = first_here.get(key)
+                if index is not None:
+                    plan.append(-1 - index)  # a repeat inside this batch
+                    continue
+                first_here[key] = len(new)
+            plan.append(len(new))
+            new.append(entry)
+        offsets = self._insert_records(conn, new, now)
+        if first_here:
+            dedupe = [(new[i].stream, new[i].client_msg_id, offsets[i], now) for i in first_here.values()]
+            for chunk in chunks(dedupe):
                 conn.execute(
-                    "INSERT OR REPLACE INTO log_dedupe (stream, client_msg_id, seq, appended_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (entry.stream, entry.client_msg_id, seq, now),
+                    "INSERT OR REPLACE INTO log_dedupe (stream, client_msg_id, seq, appended_at) VALUES "
+                    + placeholders(len(chunk), 4),
+                    [value for row in chunk for value in row],
                 )
-            results.append(LogAppend(seq, False, entry.payload))
+        results = []
+        for step in plan:
+            if isinstance(step, LogAppend):
+                results.append(step)
+            elif step >= 0:
+                results.append(LogAppend(offsets[step], False, new[step].payload))
+            else:
+                results.append(LogAppend(offsets[-1 - step], True, new[-1 - step].payload))
         before = self._appends
         self._appends += len(entries)
         if before // MAINTENANCE_EVERY != self._appends // MAINTENANCE_EVERY:
             self._maintain(conn, now)
         return results
+
+    def _earlier_appends(
+        self, conn: Connection, keys: set[tuple[str, str]], since: float
+    ) -> dict[tuple[str, str], LogAppend]:
+        """Appends of ``keys`` younger than the window, as duplicate results (one query per chunk)."""
+        found: dict[tuple[str, str], LogAppend] = {}
+        for chunk in chunks(list(keys)):
+            # CROSS JOIN keeps the keys outermost, so each is one primary-key lookup.
+            rows = conn.execute(
+                "SELECT d.stream, d.client_msg_id, d.seq, r.payload FROM (VALUES "
+                + placeholders(len(chunk), 2)
+                + ") AS k CROSS JOIN log_dedupe AS d ON d.stream = k.column1 AND d.client_msg_id = k.column2"
+                " LEFT JOIN log_records AS r ON r.seq = d.seq WHERE d.appended_at > ?",
+                [*(value for key in chunk for value in key), since],
+            ).fetchall()
+            for stream, cmid, seq, payload in rows:
+                # A record gone by retention keeps its dedupe key until the window ends.
+                found[(stream, cmid)] = LogAppend(seq, True, payload if payload is not None else b"")
+        return found
+
+    def _insert_records(self, conn: Connection, entries: list[LogEntry], now: float) -> list[int]:
+        """Insert ``entries`` in order; their offsets.
+
+        AUTOINCREMENT gives each row one more than the largest seq the table ever held, and this
+        worker holds the write lock (BEGIN IMMEDIATE), so the rows of one multi-row INSERT take
+        consecutive seqs ending at ``lastrowid``.
+        """
+        offsets: list[int] = []
+        for chunk in chunks(entries):
+            before = conn.total_changes
+            cur = conn.execute(
+                "INSERT INTO log_records (stream, payload, client_msg_id, appended_at) VALUES "
+                + placeholders(len(chunk), 4),
+                [value for e in chunk for value in (e.stream, e.payload, e.client_msg_id, now)],
+            )
+            last = cur.lastrowid
+            if last is None or conn.total_changes - before != len(chunk):
+                raise RuntimeError("log_records insert did not report its rows")
+            offsets.extend(range(last - len(chunk) + 1, last + 1))
+        return offsets
 
     def _maintain(self, conn: Connection, now: float) -> None:
         conn.execute("DELETE FROM log_dedupe WHERE appended_at < ?", (now - self._window,))

@@ -2,9 +2,10 @@
 
 ``admit`` runs every check that needs no I/O (membership, idempotency, bans, room modes, slow
 mode, rate limits, per-stream admission, moderation rules), assigns the id and encodes the event
-once. One writer task then stores everything admitted so far to the CommentLog (one append) and
-the HistoryStore (one put), and only then acknowledges the authors and fans the comments out: an
-ack means stored. Admission never waits for storage: while one batch is being written the next
+once. One writer task then stores everything admitted so far to the CommentLog (one append),
+issues the HistoryStore put, and only then acknowledges the authors (all acks in one
+``send_batch``) and fans the comments out: an ack means stored in the log; the history put is
+awaited before the next batch. Admission never waits for storage: while one batch is being written the next
 one accumulates (group commit), so throughput is bounded by the slower of the two, not their sum.
 Acks of one connection go out in post order; replies to its other messages may overtake them.
 
@@ -348,7 +349,7 @@ class CommentPipeline:
             self._unacked[candidate.key] = pending
 
     async def _store(self, batch: list[PendingComment]) -> None:
-        """Store one batch in one write, then ack and fan out."""
+        """Store one batch in one write, put it in history, then ack and fan out."""
         ctx = self._ctx
         try:
             results = await ctx.log.append_many([LogEntry(p.stream, p.payload, p.key) for p in batch])
@@ -378,12 +379,10 @@ class CommentPipeline:
         visible = [
             StoredComment(p.stream, p.comment_id, p.user_id, p.payload) for p in stored if not p.shadow
         ]
-        if visible:
-            try:
-                await ctx.history.put_many(visible)
-            except BackendError as exc:
-                # The log holds them; history is rebuilt from it. Acks still mean "stored".
-                log.warning("history put of %d comments failed: %s", len(visible), exc)
+        # Issued now and awaited after the acks (the log holds the batch: an ack means stored). The
+        # task queues the write before this loop reads anything a client sends after its ack, so on
+        # the embedded store (one worker running jobs in call order) a read caused by an ack sees it.
+        history_put = asyncio.ensure_future(self._put_history(visible)) if visible else None
         now = ctx.clock.monotonic()
         # Per stream, once per batch: count every stored comment towards the rate, then decide
         # which go into the tick with one sampling call.
@@ -397,10 +396,35 @@ class CommentPipeline:
             if mask is not None:
                 for index, keep in zip(indexes, mask, strict=True):
                     broadcast[index] = keep == 1
-        for pending, keep in zip(stored, broadcast, strict=True):
-            self._ack(pending, now)
-            self._deliver(pending, now, keep)
+        # All acks of the batch leave in one call before the fan-out work (per connection in post
+        # order); then the direct copies, one ``ev`` per connection and stream.
+        acks: list[tuple[int, bytes]] = []
+        try:
+            for pending in stored:
+                self._ack(pending, now, acks)
+        finally:
+            if acks:
+                ctx.outbox.send_batch(acks)
+        direct: dict[tuple[int, str], list[bytes]] = {}
+        conns_of: dict[tuple[str, str], list[int]] = {}
+        try:
+            for pending, keep in zip(stored, broadcast, strict=True):
+                self._deliver(pending, now, keep, direct, conns_of)
+        finally:
+            if direct:
+                ctx.outbox.send_batch(
+                    [(conn, encode_direct(stream, events)) for (conn, stream), events in direct.items()]
+                )
         ctx.fanout.send_remote()
+        if history_put is not None:
+            await history_put
+
+    async def _put_history(self, visible: list[StoredComment]) -> None:
+        try:
+            await self._ctx.history.put_many(visible)
+        except BackendError as exc:
+            # The log holds them; history is rebuilt from it. Acks still mean "stored".
+            log.warning("history put of %d comments failed: %s", len(visible), exc)
 
     def _ack_original(self, pending: PendingComment, original: bytes, now: float) -> None:
         """The log already held this client message id (another edge, or before a restart)."""
@@ -413,26 +437,39 @@ class CommentPipeline:
             send(conn, encode_ack(rid, record.stream, cmid, record.comment_id, record.ts_ms, True))
         self.counters["duplicates"] += 1
 
-    def _ack(self, pending: PendingComment, now: float) -> None:
+    def _ack(self, pending: PendingComment, now: float, replies: list[tuple[int, bytes]]) -> None:
+        """Record the ack for reposts and queue one ack per post of it onto ``replies``."""
         ctx = self._ctx
         ctx.idempotency.put(pending.key, AckRecord(pending.stream, pending.comment_id, pending.ts_ms), now)
         self._unacked.pop(pending.key, None)
         first = True
         for conn, rid, cmid in pending.replies:
-            ctx.outbox.send(
-                conn, encode_ack(rid, pending.stream, cmid, pending.comment_id, pending.ts_ms, not first)
+            replies.append(
+                (conn, encode_ack(rid, pending.stream, cmid, pending.comment_id, pending.ts_ms, not first))
             )
             first = False
 
-    def _deliver(self, pending: PendingComment, now: float, broadcast: bool) -> None:
+    def _deliver(
+        self,
+        pending: PendingComment,
+        now: float,
+        broadcast: bool,
+        direct: dict[tuple[int, str], list[bytes]],
+        conns_of: dict[tuple[str, str], list[int]],
+    ) -> None:
+        """Fan one stored comment out; its direct copies (shadowed, sampled out) go into ``direct``
+        per (connection, stream). ``conns_of`` caches ``conns_in`` over one batch."""
         ctx = self._ctx
         stream = pending.stream
         comment_id = pending.comment_id
+        key = (pending.user_id, stream)
+        own = conns_of.get(key)
+        if own is None:
+            own = conns_of[key] = ctx.sessions.conns_in(pending.user_id, stream)
         if pending.shadow:
             self.counters["shadowed"] += 1
-            conns = ctx.sessions.conns_in(pending.user_id, stream)
-            if conns:
-                ctx.outbox.send_many(conns, encode_direct(stream, [pending.payload]))
+            for conn in own:
+                direct.setdefault((conn, stream), []).append(pending.payload)
             return
         self.counters["accepted"] += 1
         ctx.engagement.comment_posted(stream, comment_id)
@@ -443,11 +480,11 @@ class CommentPipeline:
                 room.recent.append(comment_id, pending.user_id, pending.payload)
         else:
             self.counters["sampled_out"] += 1
-            targets = ctx.sessions.conns_in(pending.user_id, stream)
+            targets = own
             if pending.mentions:
-                targets.extend(ctx.sessions.mentioned_conns(pending.mentions, stream))
-            if targets:
-                ctx.outbox.send_many(sorted(set(targets)), encode_direct(stream, [pending.payload]))
+                targets = sorted(set(own).union(ctx.sessions.mentioned_conns(pending.mentions, stream)))
+            for conn in targets:
+                direct.setdefault((conn, stream), []).append(pending.payload)
         if pending.flag_reason is not None:
             ctx.background.spawn(
                 ctx.meta.flag_comment(

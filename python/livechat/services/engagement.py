@@ -16,6 +16,7 @@ Without a Registry the totals are this edge's.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -50,8 +51,9 @@ class StreamEngagement:
         # Totals changed by another edge (read from the Registry) and not yet written to the slot.
         self.rx_dirty = False
         # comment id -> users who like it (only for tracked, recent comments); None until the
-        # first like, so tracking a comment allocates nothing.
-        self.likers: dict[int, set[str] | None] = {}
+        # first like, so tracking a comment allocates nothing. OrderedDict: dropping the oldest is
+        # O(1) (next(iter()) of a dict whose front was deleted walks every deleted slot).
+        self.likers: OrderedDict[int, set[str] | None] = OrderedDict()
         self.likes: dict[int, int] = {}
         # Not yet added to the Registry (cluster mode only).
         self.like_delta: dict[int, int] = {}
@@ -121,8 +123,7 @@ class Engagement:
         likers = state.likers
         likers[comment_id] = None
         if len(likers) > self._tracked_max:
-            oldest = next(iter(likers))
-            del likers[oldest]
+            oldest, _ = likers.popitem(last=False)
             state.likes.pop(oldest, None)
 
     def viewers(self, stream: str, delta: int) -> None:

@@ -7,6 +7,7 @@ or on another edge). Entries expire ``window_s`` after they were written.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import NamedTuple
 
 
@@ -28,8 +29,10 @@ class IdempotencyCache:
     def __init__(self, window_s: float, max_entries: int) -> None:
         self._window = window_s
         self._max = max_entries
-        # key -> (monotonic written, record); dict order = write order.
-        self._entries: dict[str, tuple[float, AckRecord]] = {}
+        # key -> (monotonic written, record) in write order. OrderedDict: dropping the oldest is
+        # O(1); next(iter()) of a dict whose front was deleted walks every deleted slot, which at
+        # 1M entries made each eviction, and ``expire`` as a whole, quadratic.
+        self._entries: OrderedDict[str, tuple[float, AckRecord]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -43,7 +46,7 @@ class IdempotencyCache:
     def put(self, key: str, record: AckRecord, now: float) -> None:
         self._entries[key] = (now, record)
         if len(self._entries) > self._max:
-            del self._entries[next(iter(self._entries))]
+            self._entries.popitem(last=False)
 
     def expire(self, now: float) -> int:
         """Drop entries older than the window; returns how many."""

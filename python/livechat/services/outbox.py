@@ -16,12 +16,15 @@ class Outbox(Protocol):
 
     Guarantees relied on (from the edge): every method returns at once without blocking on I/O;
     events published to one stream reach each subscriber in publish order; a method given a
-    connection that is gone returns False and does nothing; ``send`` uses the priority lane.
+    connection that is gone returns False and does nothing; ``send`` uses the priority lane;
+    ``send_batch`` is ``send`` of each pair in one call and keeps their order per connection.
     """
 
     def send(self, conn_id: int, data: bytes, binary: bool = True) -> bool: ...
 
     def send_many(self, conn_ids: Sequence[int], data: bytes, binary: bool = True) -> int: ...
+
+    def send_batch(self, items: Sequence[tuple[int, bytes]], binary: bool = True) -> int: ...
 
     def publish(self, stream: str, event: bytes, priority: bool = False) -> None: ...
 

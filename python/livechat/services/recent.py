@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 
 class RecentBuffer:
     """Up to ``capacity`` (comment id -> (user id, encoded event)), ordered by id.
@@ -15,7 +17,8 @@ class RecentBuffer:
 
     def __init__(self, capacity: int, floor: int) -> None:
         self._capacity = max(capacity, 1)
-        self._items: dict[int, tuple[str, bytes]] = {}
+        # OrderedDict: dropping the oldest is O(1) (see ``IdempotencyCache``).
+        self._items: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
         self._ordered = True
         self.floor = floor
 
@@ -28,7 +31,7 @@ class RecentBuffer:
     def _order(self) -> None:
         # Events from other edges can arrive slightly out of id order; restore it lazily.
         if not self._ordered:
-            self._items = dict(sorted(self._items.items()))
+            self._items = OrderedDict(sorted(self._items.items()))
             self._ordered = True
 
     def append(self, comment_id: int, user_id: str, payload: bytes) -> None:
@@ -38,8 +41,7 @@ class RecentBuffer:
         items[comment_id] = (user_id, payload)
         if len(items) > self._capacity:
             self._order()
-            oldest = next(iter(self._items))
-            del self._items[oldest]
+            oldest, _ = self._items.popitem(last=False)
             if oldest > self.floor:
                 self.floor = oldest
 
