@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::fanout::tick::{self, TickParts};
@@ -122,9 +123,10 @@ impl Edge {
     }
 
     #[pyo3(signature = (items, binary = true))]
-    fn send_batch(&self, py: Python<'_>, items: Vec<(u64, Vec<u8>)>, binary: bool) -> PyResult<usize> {
+    fn send_batch(&self, py: Python<'_>, items: Vec<(u64, PyBackedBytes)>, binary: bool) -> PyResult<usize> {
         let core = self.core()?;
-        let refs: Vec<(u64, &[u8])> = items.iter().map(|(id, d)| (*id, d.as_slice())).collect();
+        // PyBackedBytes reads `bytes` in place: each payload is copied once, into its frame.
+        let refs: Vec<(u64, &[u8])> = items.iter().map(|(id, d)| (*id, &d[..])).collect();
         Ok(py.detach(|| core.send_batch(&refs, binary)))
     }
 

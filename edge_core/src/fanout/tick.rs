@@ -11,7 +11,8 @@ pub struct SharedFrame {
     pub plain: Box<[u8]>,
     /// The same message as a compressed frame (RSV1 set), when it was worth compressing.
     pub deflated: Option<Box<[u8]>>,
-    /// Events inside (for delivery counts).
+    /// Stream events inside, for the `deliveries` counter (0 for a direct message: an ack or a
+    /// snapshot is not a stream event).
     pub events: u32,
     /// Priority frames are never skipped for slow consumers.
     pub priority: bool,
@@ -32,7 +33,7 @@ impl SharedFrame {
         Self {
             plain: frame::encode_frame(opcode, false, payload).into_boxed_slice(),
             deflated: compress_frame(opcode, payload, deflater),
-            events: 1,
+            events: 0,
             priority: true,
         }
     }

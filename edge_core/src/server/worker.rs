@@ -668,14 +668,12 @@ impl Worker {
         self.cmds = cmds;
     }
 
+    /// A direct send: the framed message is queued by reference, like a tick frame (it is a
+    /// priority frame, so the slow-consumer policy never skips it).
     fn send_frame(&mut self, id: u64, f: &Arc<SharedFrame>) {
-        let Some(slot) = self.slot_of(id) else { return };
-        let conn = &self.conns[slot];
-        if conn.state != State::Open {
-            return;
+        if let Some(slot) = self.slot_of(id) {
+            self.queue_shared(slot, f);
         }
-        let bytes = f.bytes_for(f.deflated.is_some() && conn.takes_shared_deflate());
-        self.queue_owned(slot, bytes.into());
     }
 
     fn start_shutdown(&mut self, drain: Duration) {
