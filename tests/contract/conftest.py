@@ -7,6 +7,7 @@ gets its own key/channel prefix (Redis) or bus name (memory), so tests never see
 
 from __future__ import annotations
 
+import importlib
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -122,10 +123,23 @@ async def open_registry_instance(
 # -- durable stores: a URL per test plus a reopen to check durability ------------------------
 
 
+def _url(kind: str, backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store of ``kind`` ("log", "history", "meta") on ``backend``.
+
+    Each cluster backend keeps its own URL factory in ``backend_<name>.py`` beside this file
+    (``fresh_url(kind, request, tmp_path)``): it makes sure the real service runs (started once per
+    session by the project's scripts, FAILING when it cannot start) and returns a URL naming a
+    store no other test uses (its own topic, keyspace or database).
+    """
+    if backend == "sqlite":
+        return f"sqlite://{tmp_path}/{kind}.db"
+    module = importlib.import_module(f"backend_{backend}")
+    return str(module.fresh_url(kind, request, tmp_path))
+
+
 @pytest.fixture(params=LOG_BACKENDS)
 def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    assert request.param == "sqlite"
-    return f"sqlite://{tmp_path}/log.db"
+    return _url("log", str(request.param), request, tmp_path)
 
 
 @pytest.fixture
@@ -137,8 +151,7 @@ async def comment_log(log_url: str) -> AsyncIterator[CommentLog]:
 
 @pytest.fixture(params=HISTORY_BACKENDS)
 def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    assert request.param == "sqlite"
-    return f"sqlite://{tmp_path}/history.db"
+    return _url("history", str(request.param), request, tmp_path)
 
 
 @pytest.fixture
@@ -150,8 +163,7 @@ async def history(history_url: str) -> AsyncIterator[HistoryStore]:
 
 @pytest.fixture(params=META_BACKENDS)
 def meta_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    assert request.param == "sqlite"
-    return f"sqlite://{tmp_path}/meta.db"
+    return _url("meta", str(request.param), request, tmp_path)
 
 
 @pytest.fixture
