@@ -1,20 +1,21 @@
-"""Backends by URL: ``memory://[bus]``, ``sqlite:///path.db``, ``redis://host:port[/db]``.
+"""Backends by URL scheme.
 
-| port          | memory:// | sqlite:// | redis:// |
-|---------------|-----------|-----------|----------|
-| Broker        | yes       |           | yes      |
-| Registry      | yes       |           | yes      |
-| CommentLog    |           | yes       |          |
-| HistoryStore  |           | yes       |          |
-| MetaStore     |           | yes       |          |
+| port          | embedded                 | cluster                                              |
+|---------------|--------------------------|------------------------------------------------------|
+| Broker        | ``memory://[bus]``       | ``redis://host:port[/db]``, ``redis+cluster://host:port`` |
+| Registry      | ``memory://[bus]``       | ``redis://…``, ``redis+cluster://…``                 |
+| CommentLog    | ``sqlite:///path.db``    | ``kafka://host:port[,host:port]/topic``              |
+| HistoryStore  | ``sqlite:///path.db``    | ``cassandra://host:port[,host:port]/keyspace``       |
+| MetaStore     | ``sqlite:///path.db``    | ``postgresql://user@host:port/database``             |
 
-Kafka, Cassandra and PostgreSQL slot in as more schemes here. A driver is imported only when its
-scheme is asked for, and a missing one is a ConfigurationError naming the extra to install.
+A driver is imported only when its scheme is asked for, and a missing one is a ConfigurationError
+naming the extra to install (``pip install 'livechat[cluster]'``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,14 +53,21 @@ def _memory_name(url: str) -> str:
     return url.partition("://")[2].strip("/") or "default"
 
 
-def _redis_module() -> ModuleType:
+REDIS_SCHEMES = ("redis", "redis+cluster")
+
+
+def _driver_module(name: str, scheme: str) -> ModuleType:
+    """``livechat.backends.<name>``; a missing driver is a ConfigurationError naming the extra."""
     try:
-        from livechat.backends import redis as redis_backend
+        return importlib.import_module(f"livechat.backends.{name}")
     except ImportError as exc:
         raise ConfigurationError(
-            "redis:// backends need the redis driver: pip install 'livechat[redis]'"
+            f"{scheme}:// backends need their driver ({exc.name}): pip install 'livechat[cluster]'"
         ) from exc
-    return redis_backend
+
+
+def _redis_module() -> ModuleType:
+    return _driver_module("redis", "redis")
 
 
 def _unsupported(port: str, url: str, supported: str) -> ConfigurationError:
@@ -73,10 +81,10 @@ async def open_broker(url: str, *, edge_id: str, prefix: str = "lc:") -> Broker:
         from livechat.backends.memory import MemoryBroker, memory_bus
 
         return MemoryBroker(memory_bus(_memory_name(url)), edge_id)
-    if scheme == "redis":
+    if scheme in REDIS_SCHEMES:
         broker: Broker = await _redis_module().RedisBroker.open(url, edge_id, prefix)
         return broker
-    raise _unsupported("broker", url, "memory://, redis://")
+    raise _unsupported("broker", url, "memory://, redis://, redis+cluster://")
 
 
 async def open_registry(url: str, *, prefix: str = "lc:") -> Registry:
@@ -85,38 +93,54 @@ async def open_registry(url: str, *, prefix: str = "lc:") -> Registry:
         from livechat.backends.memory import MemoryRegistry, registry_state
 
         return MemoryRegistry(registry_state(_memory_name(url)))
-    if scheme == "redis":
+    if scheme in REDIS_SCHEMES:
         registry: Registry = await _redis_module().RedisRegistry.open(url, prefix)
         return registry
-    raise _unsupported("registry", url, "memory://, redis://")
+    raise _unsupported("registry", url, "memory://, redis://, redis+cluster://")
 
 
 async def open_comment_log(
     url: str, *, dedupe_window_s: float = 600.0, retention_s: float = 7 * 86400.0
 ) -> CommentLog:
-    if _scheme(url) == "sqlite":
+    scheme = _scheme(url)
+    if scheme == "sqlite":
         from livechat.backends.sqlite_log import SqliteCommentLog
 
         return await SqliteCommentLog.open(url, dedupe_window_s, retention_s)
-    raise _unsupported("comment log", url, "sqlite://")
+    if scheme == "kafka":
+        log: CommentLog = await _driver_module("kafka_log", scheme).KafkaCommentLog.open(
+            url, dedupe_window_s, retention_s
+        )
+        return log
+    raise _unsupported("comment log", url, "sqlite://, kafka://")
 
 
 async def open_history(
     url: str, *, tombstone_ttl_s: float = 86400.0, retention_s: float = 30 * 86400.0
 ) -> HistoryStore:
-    if _scheme(url) == "sqlite":
+    scheme = _scheme(url)
+    if scheme == "sqlite":
         from livechat.backends.sqlite_history import SqliteHistoryStore
 
         return await SqliteHistoryStore.open(url, tombstone_ttl_s, retention_s)
-    raise _unsupported("history store", url, "sqlite://")
+    if scheme == "cassandra":
+        history: HistoryStore = await _driver_module("cassandra_history", scheme).CassandraHistoryStore.open(
+            url, tombstone_ttl_s, retention_s
+        )
+        return history
+    raise _unsupported("history store", url, "sqlite://, cassandra://")
 
 
 async def open_meta(url: str) -> MetaStore:
-    if _scheme(url) == "sqlite":
+    scheme = _scheme(url)
+    if scheme == "sqlite":
         from livechat.backends.sqlite_meta import SqliteMetaStore
 
         return await SqliteMetaStore.open(url)
-    raise _unsupported("meta store", url, "sqlite://")
+    if scheme in ("postgresql", "postgres"):
+        meta: MetaStore = await _driver_module("postgres_meta", scheme).PostgresMetaStore.open(url)
+        return meta
+    raise _unsupported("meta store", url, "sqlite://, postgresql://")
 
 
 @dataclass(frozen=True, slots=True)
