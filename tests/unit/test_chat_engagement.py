@@ -11,7 +11,6 @@ import pytest
 from chat_harness import Harness
 from livechat.backends import open_broker, open_registry
 from livechat.ports import Broker, Registry
-from livechat.services.chat import RemoteEvents
 
 
 async def test_reactions_likes_and_counts_fold_into_state(make_harness: Any) -> None:
@@ -75,7 +74,7 @@ async def cluster(make_harness: Any) -> AsyncIterator[tuple[Harness, Harness]]:
     edges = []
     for broker in brokers:
         h: Harness = await make_harness(broker=broker, registry=registry)
-        broker.set_handler(RemoteEvents(h.chat))
+        broker.set_handler(h.chat.remote)
         edges.append(h)
     yield edges[0], edges[1]
     for broker in brokers:
@@ -160,6 +159,6 @@ async def test_broker_gap_tells_clients_to_resync(cluster: tuple[Harness, Harnes
     _, b = cluster
     conn = b.connect("w")
     await b.join(conn)
-    RemoteEvents(b.chat).on_gap(["s1", "unknown"])
+    b.chat.remote.on_gap(["s1", "unknown"])
     await settle(b)
     assert b.outbox.events("s1", priority=True) == [{"k": "gap"}]

@@ -374,7 +374,7 @@ async def test_a_failing_handler_costs_one_reply_not_the_batch(make_harness: Any
     async def broken(*args: Any) -> None:
         raise RuntimeError("bug")
 
-    h.chat._history = broken  # type: ignore[method-assign]
+    h.chat._membership.history = broken  # type: ignore[method-assign]
     await h.chat.on_messages(
         [
             (conn, frame("history", stream="s1", rid=1)),

@@ -15,7 +15,7 @@ from chat_harness import Harness, RecordingOutbox, chat_config
 from livechat.backends import Backends, open_backends
 from livechat.config import BackendConfig
 from livechat.ports.errors import BackendUnavailable
-from livechat.services.chat import ChatService, RemoteEvents
+from livechat.services.chat import ChatService
 from livechat.services.clock import ManualClock
 
 
@@ -41,7 +41,7 @@ async def edges(tmp_path: Path, clock: ManualClock) -> AsyncIterator[tuple[Harne
             broker=backends.broker,
             clock=clock,
         )
-        backends.broker.set_handler(RemoteEvents(chat))
+        backends.broker.set_handler(chat.remote)
         await chat.start(periodic=False)
         opened.append((backends, chat))
         harnesses.append(Harness(chat, outbox, clock, backends))

@@ -101,7 +101,7 @@ class LiveChatServer:
             registry=b.registry,
             broker=broker,
         )
-        self._remote = _UntilDrained(RemoteEvents(self.chat))
+        self._remote = _UntilDrained(self.chat.remote)
         broker.set_handler(self._remote)
         ops = self.config.ops
         try:

@@ -1,8 +1,9 @@
 """Moderator and broadcaster actions, user reports, and the classifier's retro-deletes.
 
 Every action is written to the MetaStore/HistoryStore first (it must survive a restart and reach
-other edges' joiners), then applied to this edge's room and published on the priority lane, which
-slow consumers never skip. The audit trail is appended in the background.
+other edges' joiners), then its event is applied on this edge and sent to the others
+(``RoomEvents.apply``: the one place a room event takes effect). The audit trail is appended in the
+background.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from livechat.ports.errors import BackendError
 from livechat.ports.meta import Ban, FlaggedComment, ModAction, ModActionKind, Pin, Role, UserReport
 from livechat.protocol import (
     BanUser,
-    CloseCode,
     DeleteComment,
     ErrorCode,
     Highlight,
@@ -33,7 +33,6 @@ from livechat.protocol import (
     encode_delete,
     encode_highlight,
     encode_modes,
-    encode_notice,
     encode_ok,
     encode_pin,
     encode_purge,
@@ -42,7 +41,8 @@ from livechat.protocol import (
 )
 from livechat.services.context import ChatContext
 from livechat.services.moderation import Decision, ReviewItem, Verdict
-from livechat.services.rooms import Room
+from livechat.services.room import Room
+from livechat.services.room_events import RoomEvents
 from livechat.services.sessions import Session
 
 #: Actor recorded in the audit trail for the classifier's decisions.
@@ -70,8 +70,9 @@ _OPS: Final[dict[type, str]] = {
 
 
 class ModeratorActions:
-    def __init__(self, ctx: ChatContext) -> None:
+    def __init__(self, ctx: ChatContext, events: RoomEvents) -> None:
         self._ctx = ctx
+        self._events = events
 
     def _record(self, action: ModAction) -> None:
         self._ctx.background.spawn(self._ctx.meta.record_action(action), "audit trail")
@@ -119,8 +120,7 @@ class ModeratorActions:
             await self.pin(room, actor, msg.comment_id, msg.rid)
         elif isinstance(msg, Highlight):
             await self._payload(room, msg.comment_id, msg.rid)
-            room.highlights.append(msg.comment_id)
-            self._ctx.fanout.priority(room.stream, encode_highlight(msg.comment_id))
+            self._events.apply(room.stream, encode_highlight(msg.comment_id), local=True)
         elif isinstance(msg, SetSlowMode):
             await self._set_modes(room, actor, slow_seconds=msg.seconds)
         elif isinstance(msg, SetFollowersOnly):
@@ -141,17 +141,15 @@ class ModeratorActions:
     async def _drop_pin_of(self, room: Room, comment_ids: set[int]) -> None:
         if room.pin is not None and room.pin.comment_id in comment_ids:
             await self._ctx.meta.clear_pin(room.stream)
-            room.pin = None
-            self._ctx.fanout.priority(room.stream, encode_pin(None))
+            self._events.apply(room.stream, encode_pin(None), local=True)
 
     async def delete(self, room: Room, actor: str, comment_id: int, rid: int | None) -> None:
         ctx = self._ctx
-        in_memory = room.recent.remove(comment_id)
+        in_memory = comment_id in room.recent
         existed = await ctx.history.delete(room.stream, comment_id)
         if not (in_memory or existed):
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no comment {comment_id} in this stream", rid)
-        ctx.fanout.priority(room.stream, encode_delete(comment_id))
-        ctx.engagement.forget(room.stream, [comment_id])
+        self._events.apply(room.stream, encode_delete(comment_id), local=True, removed=[comment_id])
         await self._drop_pin_of(room, {comment_id})
         self._record(
             ModAction(
@@ -166,9 +164,7 @@ class ModeratorActions:
     async def purge(self, room: Room, actor: str, user_id: str) -> None:
         ctx = self._ctx
         stored = await ctx.history.delete_user(room.stream, user_id)
-        gone = set(stored) | set(room.recent.remove_user(user_id))
-        ctx.fanout.priority(room.stream, encode_purge(user_id))
-        ctx.engagement.forget(room.stream, gone)
+        gone = self._events.apply(room.stream, encode_purge(user_id), local=True, removed=stored)
         await self._drop_pin_of(room, gone)
         self._record(
             ModAction(room.stream, actor, ModActionKind.PURGE_USER, ctx.clock.time(), target_user_id=user_id)
@@ -180,30 +176,6 @@ class ModeratorActions:
             rank = max(rank, ROLE_RANK[session.principal.role_in(stream)])
         return rank
 
-    def _notify(self, stream: str, user_id: str, data: bytes) -> list[int]:
-        conns = self._ctx.sessions.conns_in(user_id, stream)
-        if conns:
-            self._ctx.outbox.send_many(conns, data)
-        return conns
-
-    def enforce_ban(self, stream: str, user_id: str, until_ms: int | None, reason: str | None = None) -> None:
-        """Tell this edge's connections of ``user_id`` in ``stream`` about a ban or timeout (run by
-        the edge that issued it and by every edge the ``ban`` event reaches). A permanent ban also
-        disconnects them (close 1008 after the notice); a timed-out user stays and reads on."""
-        if until_ms is not None:
-            notice = encode_notice(stream, "timed_out", "you were timed out", until=until_ms, reason=reason)
-            self._notify(stream, user_id, notice)
-            return
-        conns = self._notify(
-            stream, user_id, encode_notice(stream, "banned", "you were banned", reason=reason)
-        )
-        for conn in conns:
-            self._ctx.outbox.close(conn, CloseCode.POLICY, f"banned from {stream}")
-
-    def enforce_unban(self, stream: str, user_id: str) -> None:
-        """Tell this edge's connections of ``user_id`` in ``stream`` that they may comment again."""
-        self._notify(stream, user_id, encode_notice(stream, "unbanned", "you may comment again"))
-
     async def ban(self, room: Room, actor: str, rank: int, msg: BanUser) -> None:
         ctx = self._ctx
         if msg.user == actor:
@@ -214,19 +186,15 @@ class ModeratorActions:
         expires = now + msg.seconds if msg.seconds is not None else None
         ban = Ban(room.stream, msg.user, actor, msg.reason, now, expires)
         await ctx.meta.ban(ban)
-        room.apply_ban(ban)
         until_ms = int(expires * 1000) if expires is not None else None
-        ctx.fanout.priority(room.stream, encode_ban(msg.user, until_ms))
-        self.enforce_ban(room.stream, msg.user, until_ms, msg.reason)
+        self._events.apply(room.stream, encode_ban(msg.user, until_ms), local=True, reason=msg.reason)
         kind = ModActionKind.BAN if expires is None else ModActionKind.TIMEOUT
         self._record(ModAction(room.stream, actor, kind, now, target_user_id=msg.user, reason=msg.reason))
 
     async def unban(self, room: Room, actor: str, user_id: str) -> None:
         ctx = self._ctx
         await ctx.meta.unban(room.stream, user_id)
-        room.bans.pop(user_id, None)
-        ctx.fanout.priority(room.stream, encode_unban(user_id))
-        self.enforce_unban(room.stream, user_id)
+        self._events.apply(room.stream, encode_unban(user_id), local=True)
         self._record(
             ModAction(room.stream, actor, ModActionKind.UNBAN, ctx.clock.time(), target_user_id=user_id)
         )
@@ -236,24 +204,23 @@ class ModeratorActions:
         now = ctx.clock.time()
         if comment_id is None:
             await ctx.meta.clear_pin(room.stream)
-            room.pin = None
-            ctx.fanout.priority(room.stream, encode_pin(None))
+            self._events.apply(room.stream, encode_pin(None), local=True)
             self._record(ModAction(room.stream, actor, ModActionKind.UNPIN, now))
             return
         payload = await self._payload(room, comment_id, rid)
         pin = Pin(room.stream, comment_id, actor, payload, now)
         await ctx.meta.set_pin(pin)
-        room.pin = pin
-        ctx.fanout.priority(room.stream, encode_pin(payload))
+        self._events.apply(room.stream, encode_pin(payload), local=True)
         self._record(ModAction(room.stream, actor, ModActionKind.PIN, now, target_comment_id=comment_id))
 
     async def _set_modes(self, room: Room, actor: str, **change: int | bool | None) -> None:
         ctx = self._ctx
         modes = dataclasses.replace(room.modes, **change)  # type: ignore[arg-type]
         await ctx.meta.set_modes(room.stream, modes)
-        room.modes = modes
-        ctx.fanout.priority(
-            room.stream, encode_modes(modes.slow_seconds, modes.followers_only_min_age_s, modes.comments_off)
+        self._events.apply(
+            room.stream,
+            encode_modes(modes.slow_seconds, modes.followers_only_min_age_s, modes.comments_off),
+            local=True,
         )
         self._record(
             ModAction(room.stream, actor, ModActionKind.SET_MODES, ctx.clock.time(), reason=repr(change))
@@ -323,10 +290,8 @@ class ModeratorActions:
             return
         shadow = verdict.decision is Decision.SHADOW_BAN
         room = ctx.rooms.get(item.stream)
-        if room is not None:
-            room.recent.remove(item.comment_id)
-        ctx.fanout.priority(item.stream, encode_delete(item.comment_id, item.user_id if shadow else None))
-        ctx.engagement.forget(item.stream, [item.comment_id])
+        tombstone = encode_delete(item.comment_id, item.user_id if shadow else None)
+        self._events.apply(item.stream, tombstone, local=True, removed=[item.comment_id])
         ctx.strike(item.user_id)
         await ctx.history.delete(item.stream, item.comment_id)
         if room is not None:

@@ -39,7 +39,7 @@ from livechat.protocol import (
 from livechat.services.context import ChatContext
 from livechat.services.idempotency import AckRecord, idempotency_key
 from livechat.services.moderation import ACCEPTED, Decision, ReviewItem, ReviewQueue
-from livechat.services.rooms import Room
+from livechat.services.room import Room
 from livechat.services.sessions import Session
 
 log = logging.getLogger(__name__)

@@ -1,39 +1,33 @@
-"""Another edge's moderation and room decisions, written to this edge's stores.
+"""Events from other edges: ``RemoteEvents`` is the Broker handler of one edge.
 
-The deciding edge stores a decision (``livechat.services.actions``) and publishes it on the
-priority lane. An edge receiving it writes it to its own HistoryStore and MetaStore before telling
-its viewers, because stores may be per edge (``livechat serve --broker redis://…`` keeps SQLite
-under each edge's data dir): without this a deleted comment would come back from this edge's
+Between edges an event travels as a tag byte plus its msgpack bytes (``livechat.services.fanout``).
+A comment (``B`` broadcast, ``S`` sampled out) is counted and delivered at once. A moderation or
+room event (``P``) is first written to this edge's stores, then applied like this edge's own
+decisions (``RoomEvents.apply``); these run one after the other, in broker order.
+
+Why the stores first: stores may be per edge (``livechat serve --broker redis://…`` keeps SQLite
+under each edge's data dir). Without the write a deleted comment would come back from this edge's
 history, and a ban, room mode or pin decided elsewhere would be forgotten when this edge restarts
-and reloads the room. With a shared store (one MetaStore and HistoryStore for the cluster) the
-writes repeat what the deciding edge wrote: deletes, bans, unbans, modes and pins are idempotent.
+and reloads the room. With shared stores the writes repeat what the deciding edge wrote: deletes,
+bans, unbans, modes and pins are idempotent.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Final
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
 
-from livechat.ports.meta import Ban, Pin, RoomModes
-from livechat.protocol import EventKind, packb
+from livechat.ports.errors import BackendError
+from livechat.ports.meta import Ban
+from livechat.protocol import EventKind, encode_direct, packb, unpackb
 from livechat.services.context import ChatContext
+from livechat.services.fanout import TAG_BROADCAST, TAG_PRIORITY, TAG_SAMPLED
+from livechat.services.room import EVENT_ACTOR, Room, ban_expiry, modes_from, pin_from
+from livechat.services.room_events import RoomEvents
 
-#: ``banned_by`` / ``pinned_by`` of a decision copied from another edge (its event names no actor).
-REMOTE_ACTOR: Final = "remote-edge"
-
-
-def modes_from(current: RoomModes, event: dict[str, Any]) -> RoomModes:
-    """``current`` with the fields a ``modes`` event carries."""
-    return dataclasses.replace(
-        current,
-        slow_seconds=int(event["slow"]),
-        followers_only_min_age_s=event["fo"],
-        comments_off=bool(event["off"]),
-    )
-
-
-def pin_from(stream: str, comment: dict[str, Any], now: float) -> Pin:
-    return Pin(stream, int(comment["id"]), REMOTE_ACTOR, packb(comment), now)
+log = logging.getLogger(__name__)
 
 
 async def store_remote(ctx: ChatContext, stream: str, event: dict[str, Any]) -> None:
@@ -45,9 +39,7 @@ async def store_remote(ctx: ChatContext, stream: str, event: dict[str, Any]) -> 
     elif kind == EventKind.PURGE:
         await ctx.history.delete_user(stream, str(event["u"]))
     elif kind == EventKind.BAN:
-        until = event.get("until")
-        expires = until / 1000.0 if isinstance(until, int) else None
-        await meta.ban(Ban(stream, str(event["u"]), REMOTE_ACTOR, "", ctx.clock.time(), expires))
+        await meta.ban(Ban(stream, str(event["u"]), EVENT_ACTOR, "", ctx.clock.time(), ban_expiry(event)))
     elif kind == EventKind.UNBAN:
         await meta.unban(stream, str(event["u"]))
     elif kind == EventKind.MODES:
@@ -60,3 +52,80 @@ async def store_remote(ctx: ChatContext, stream: str, event: dict[str, Any]) -> 
             await meta.clear_pin(stream)
         else:
             await meta.set_pin(pin_from(stream, comment, ctx.clock.time()))
+
+
+class RemoteEvents:
+    """The Broker handler: other edges' comments and room events, applied on this edge."""
+
+    __slots__ = ("_ctx", "_events", "_recent_buffer", "_tail")
+
+    def __init__(self, ctx: ChatContext, events: RoomEvents) -> None:
+        self._ctx = ctx
+        self._events = events
+        self._recent_buffer = ctx.config.rooms.recent_buffer
+        # The last priority event being applied (they run in arrival order).
+        self._tail: asyncio.Task[None] | None = None
+
+    def on_message(self, stream: str, payload: bytes) -> None:
+        """Apply one event another edge published."""
+        if len(payload) < 2:
+            return
+        ctx = self._ctx
+        tag = payload[0]
+        event_bytes = payload[1:]
+        event = unpackb(event_bytes)
+        if tag == TAG_PRIORITY:
+            previous = self._tail
+            self._tail = ctx.background.spawn(
+                self._priority(previous, stream, event, event_bytes), "remote priority event"
+            )
+            return
+        if tag not in (TAG_BROADCAST, TAG_SAMPLED) or event.get("k") != EventKind.COMMENT:
+            log.warning("dropping a remote event with tag %r on %s", tag, stream)
+            return
+        ctx.sampler.observe(stream, ctx.clock.monotonic())
+        ctx.engagement.comment_posted(stream, int(event["id"]), count=not ctx.engagement.shared)
+        if tag == TAG_BROADCAST:
+            ctx.outbox.publish(stream, event_bytes)
+            room = ctx.rooms.get(stream)
+            if room is not None:
+                room.apply(event, event_bytes, ctx.clock.time())
+            return
+        targets = ctx.sessions.conns_in(str(event["u"]), stream)
+        mentions = event.get("m")
+        if isinstance(mentions, list):
+            targets.extend(ctx.sessions.mentioned_conns([str(m) for m in mentions], stream))
+        if targets:
+            ctx.outbox.send_many(sorted(set(targets)), encode_direct(stream, [event_bytes]))
+
+    async def _priority(
+        self, previous: asyncio.Task[Any] | None, stream: str, event: dict[str, Any], event_bytes: bytes
+    ) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        try:
+            await store_remote(self._ctx, stream, event)
+        except BackendError as exc:
+            log.warning("remote %s on %s not stored on this edge: %s", event.get("k"), stream, exc)
+        self._events.apply(stream, event_bytes, local=False)
+
+    def on_control(self, payload: bytes) -> None:
+        log.debug("ignoring a control message of %d bytes", len(payload))
+
+    def on_gap(self, streams: Sequence[str]) -> None:
+        """The broker may have lost events of these streams: refill memory from history and tell
+        clients to resync (a priority ``gap`` event: rejoin with the last id seen)."""
+        ctx = self._ctx
+        for stream in streams:
+            room = ctx.rooms.get(stream)
+            if room is None:
+                continue
+            ctx.outbox.publish(stream, packb({"k": EventKind.GAP.value}), priority=True)
+            ctx.background.spawn(self._refill(room), "refill after broker gap")
+
+    async def _refill(self, room: Room) -> None:
+        stored = await self._ctx.history.recent(room.stream, self._recent_buffer)
+        room.recent.load(
+            [(c.comment_id, c.user_id, c.payload) for c in stored],
+            complete=len(stored) < self._recent_buffer,
+        )

@@ -1,67 +1,24 @@
-"""Per-stream room state on this edge: modes, pin, highlights, bans, recent comments.
+"""The rooms this edge has open (``livechat.services.room.Room``), loaded, shared and dropped.
 
-Loaded once per stream from the MetaStore and HistoryStore when the first local viewer joins,
-then kept current by this edge's own actions and by priority events from other edges. Dropped
-when the last local viewer has been gone for ``IDLE_DROP_S``.
+A room is loaded once per stream from the MetaStore and HistoryStore when the first local viewer
+joins, then kept current by ``Room.apply`` (this edge's actions and other edges' events alike).
+It is dropped when the last local viewer has been gone for ``IDLE_DROP_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Final
 
 from livechat.config import RoomConfig
 from livechat.ids import first_id_at
 from livechat.ports.broker import Broker
 from livechat.ports.history import HistoryStore
-from livechat.ports.meta import GLOBAL_STREAM, Ban, MetaStore, Pin, RoomModes
+from livechat.ports.meta import GLOBAL_STREAM, MetaStore
 from livechat.services.clock import Clock
-from livechat.services.recent import RecentBuffer
+from livechat.services.room import Room, ban_in_force
 
 IDLE_DROP_S: Final = 60.0
-HIGHLIGHTS_KEPT: Final = 5
-
-
-class Room:
-    __slots__ = (
-        "bans",
-        "highlights",
-        "idle_since",
-        "modes",
-        "owner_id",
-        "pin",
-        "recent",
-        "stream",
-        "viewers",
-    )
-
-    def __init__(self, stream: str, owner_id: str, capacity: int, floor: int) -> None:
-        self.stream = stream
-        # The channel followers follow (the stream's owner; the stream id when unregistered).
-        self.owner_id = owner_id
-        self.modes = RoomModes()
-        self.pin: Pin | None = None
-        self.highlights: deque[int] = deque(maxlen=HIGHLIGHTS_KEPT)
-        # user id -> wall-clock expiry (None = permanent)
-        self.bans: dict[str, float | None] = {}
-        self.recent = RecentBuffer(capacity, floor)
-        self.viewers = 0
-        self.idle_since: float | None = None
-
-    def apply_ban(self, ban: Ban) -> None:
-        self.bans[ban.user_id] = ban.expires_at
-
-
-def ban_in_force(bans: dict[str, float | None], user_id: str, now: float) -> tuple[bool, float | None]:
-    """(banned, expiry) for one ban table; expired entries are dropped on sight."""
-    if user_id not in bans:
-        return False, None
-    expires = bans[user_id]
-    if expires is not None and expires <= now:
-        del bans[user_id]
-        return False, None
-    return True, expires
 
 
 class RoomDirectory:

@@ -1,0 +1,61 @@
+"""Reactions and likes: cheap writes that change counts, never the comment log.
+
+Both need a signed-in member of the stream and share one per-user reaction budget
+(``limits.reactions_per_minute``); totals are folded into the stream's state slots by
+``livechat.services.engagement``.
+"""
+
+from __future__ import annotations
+
+from livechat.protocol import ErrorCode, Like, ProtocolError, React, encode_ok
+from livechat.services.context import ChatContext
+from livechat.services.sessions import Session
+
+
+class Reactions:
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: ChatContext) -> None:
+        self._ctx = ctx
+
+    def _writer(self, session: Session, stream: str, rid: int | None) -> str | None:
+        """The user id when this session may write to ``stream``; else replies the error."""
+        ctx = self._ctx
+        if stream not in session.streams:
+            ctx.reply_error(session.conn, ProtocolError(ErrorCode.NOT_JOINED, "join the stream first", rid))
+            return None
+        user = session.principal.user_id
+        if user is None:
+            ctx.reply_error(
+                session.conn, ProtocolError(ErrorCode.READ_ONLY, "anonymous viewers are read-only", rid)
+            )
+            return None
+        if not ctx.limits.take_reaction(user, ctx.clock.monotonic()):
+            ctx.reply_error(
+                session.conn, ProtocolError(ErrorCode.RATE_LIMITED, "too many reactions", rid, retry_ms=1000)
+            )
+            return None
+        return user
+
+    def react(self, session: Session, msg: React) -> None:
+        if self._writer(session, msg.stream, msg.rid) is None:
+            return
+        self._ctx.engagement.react(msg.stream, msg.emoji)
+        if msg.rid is not None:
+            self._ctx.outbox.send(session.conn, encode_ok(msg.rid, "react"))
+
+    def like(self, session: Session, msg: Like) -> None:
+        user = self._writer(session, msg.stream, msg.rid)
+        if user is None:
+            return
+        changed = self._ctx.engagement.like(msg.stream, msg.comment_id, user, msg.on)
+        if changed is None:
+            self._ctx.reply_error(
+                session.conn,
+                ProtocolError(
+                    ErrorCode.NOT_FOUND, f"comment {msg.comment_id} is unknown or too old to like", msg.rid
+                ),
+            )
+            return
+        if msg.rid is not None:
+            self._ctx.outbox.send(session.conn, encode_ok(msg.rid, "like" if msg.on else "unlike"))
