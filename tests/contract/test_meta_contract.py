@@ -102,6 +102,18 @@ async def test_one_pin_per_stream_with_expiry(meta: MetaStore) -> None:
     assert await meta.get_pin("s") is None
 
 
+async def test_highlights_keep_the_newest_in_order(meta: MetaStore) -> None:
+    assert await meta.list_highlights("s", 5) == []
+    for comment_id in (11, 12, 13):
+        await meta.add_highlight("s", comment_id)
+    await meta.add_highlight("other", 99)
+    assert await meta.list_highlights("s", 5) == [11, 12, 13]
+    assert await meta.list_highlights("s", 2) == [12, 13]  # the newest two, oldest first
+    await meta.add_highlight("s", 11)  # highlighted again: kept once, now the newest
+    assert await meta.list_highlights("s", 5) == [12, 13, 11]
+    assert await meta.list_highlights("other", 5) == [99]
+
+
 async def test_bans_timeouts_and_global_bans(meta: MetaStore) -> None:
     assert await meta.get_ban("s", "troll", now=NOW) is None
     timeout = Ban("s", "troll", "mod", "spam", created_at=NOW, expires_at=NOW + 600)
@@ -230,6 +242,7 @@ async def test_everything_survives_reopen(meta_url: str) -> None:
     await store.follow("host", "fan", NOW)
     action_id = await store.record_action(ModAction("s", "mod", ModActionKind.SET_MODES, NOW))
     await store.bump_reputation("fan", "accepted", 4)
+    await store.add_highlight("s", 42)
     await store.aclose()
 
     store = await open_meta(meta_url)
@@ -241,6 +254,7 @@ async def test_everything_survives_reopen(meta_url: str) -> None:
         assert await store.followed_since("host", "fan") == NOW
         assert [a.action_id for a in await store.list_actions("s", 5)] == [action_id]
         assert (await store.get_reputation("fan")).get("accepted") == 4
+        assert await store.list_highlights("s", 5) == [42]
         assert await store.record_action(ModAction("s", "mod", ModActionKind.PIN, NOW)) > action_id
     finally:
         await store.aclose()

@@ -48,6 +48,12 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS pins (
         stream_id TEXT PRIMARY KEY, comment_id INTEGER NOT NULL, pinned_by TEXT NOT NULL,
         payload BLOB NOT NULL, pinned_at REAL NOT NULL, expires_at REAL)""",
+    # A repeat highlight replaces the row, so it takes a new (larger) seq: it becomes the newest.
+    """CREATE TABLE IF NOT EXISTS highlights (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, stream_id TEXT NOT NULL, comment_id INTEGER NOT NULL,
+        highlighted_at REAL NOT NULL)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS highlights_once ON highlights (stream_id, comment_id)",
+    "CREATE INDEX IF NOT EXISTS highlights_by_stream ON highlights (stream_id, seq)",
     """CREATE TABLE IF NOT EXISTS bans (
         stream_id TEXT NOT NULL, user_id TEXT NOT NULL, banned_by TEXT NOT NULL, reason TEXT NOT NULL,
         created_at REAL NOT NULL, expires_at REAL,
@@ -77,6 +83,8 @@ _SCHEMA = (
         PRIMARY KEY (user_id, counter)) WITHOUT ROWID""",
 )
 
+# 2: highlights (every statement above is IF NOT EXISTS, so a version-1 file gains the table on open).
+_SCHEMA_VERSION = 2
 _ROLE_RANK = {Role.VIEWER: 0, Role.MODERATOR: 1, Role.BROADCASTER: 2}
 _BAN_COLUMNS = "stream_id, user_id, banned_by, reason, created_at, expires_at"
 _ACTION_COLUMNS = (
@@ -123,7 +131,7 @@ class SqliteMetaStore:
         db = acquire_database(url)
         store = cls(db, url)
         try:
-            await db.write(lambda conn: ensure_schema(conn, "meta", 1, _SCHEMA))
+            await db.write(lambda conn: ensure_schema(conn, "meta", _SCHEMA_VERSION, _SCHEMA))
         except BaseException:
             await release_database(db, url)
             raise
@@ -279,6 +287,22 @@ class SqliteMetaStore:
             (stream_id, _now(now)),
         )
         return None if row is None else Pin(*row)
+
+    # -- highlights ----------------------------------------------------------------------------
+    async def add_highlight(self, stream_id: str, comment_id: int) -> None:
+        await self._write(
+            """INSERT OR REPLACE INTO highlights (stream_id, comment_id, highlighted_at)
+               VALUES (?, ?, ?)""",
+            (stream_id, comment_id, time.time()),
+        )
+
+    async def list_highlights(self, stream_id: str, limit: int) -> list[int]:
+        rows = await self._all(
+            """SELECT comment_id FROM (SELECT comment_id, seq FROM highlights WHERE stream_id = ?
+                                       ORDER BY seq DESC LIMIT ?) ORDER BY seq""",
+            (stream_id, max(0, limit)),
+        )
+        return [int(r[0]) for r in rows]
 
     # -- bans ----------------------------------------------------------------------------------
     async def ban(self, ban: Ban) -> None:

@@ -1,4 +1,5 @@
-"""MetaStore: streams, users, roles, follows, room modes, pins, bans, moderation records, reputation.
+"""MetaStore: streams, users, roles, follows, room modes, pins, highlights, bans, moderation records,
+reputation.
 
 Shaped after PostgreSQL (the cluster backend): small relational records, each write atomic and
 durable, read-your-writes from the same process. Nothing here is on the per-viewer hot path; services
@@ -224,6 +225,15 @@ class MetaStore(Protocol):
 
     async def get_pin(self, stream_id: str, now: float | None = None) -> Pin | None:
         """The current pin, or None when none or expired."""
+        ...
+
+    # -- highlights ----------------------------------------------------------------------------
+    async def add_highlight(self, stream_id: str, comment_id: int) -> None:
+        """Highlight a comment of the stream. Highlighting it again makes it the newest (kept once)."""
+
+    async def list_highlights(self, stream_id: str, limit: int) -> list[int]:
+        """Comment ids of the ``limit`` newest highlights, oldest first (the order a snapshot
+        lists them)."""
         ...
 
     # -- bans and timeouts ---------------------------------------------------------------------
