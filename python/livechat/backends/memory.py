@@ -12,12 +12,12 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from livechat.backends.hyperloglog import HyperLogLog
 from livechat.ports.broker import BrokerHandler
-from livechat.ports.errors import ClosedError
+from livechat.ports.errors import BackendError, ClosedError
 from livechat.ports.registry import ConnectionRef
 
 log = logging.getLogger("livechat.backends.memory")
@@ -174,6 +174,12 @@ class RegistryState:
         self.recent: dict[str, deque[tuple[int, bytes]]] = {}
         self.viewers: dict[str, HyperLogLog] = {}
         self.counters: dict[str, tuple[int, float | None]] = {}
+        self.hcounters: dict[str, dict[str, int]] = {}
+        self.claims: dict[str, tuple[bytes, float]] = {}
+        # key -> edge -> (value, deadline)
+        self.contributions: dict[str, dict[str, tuple[int, float]]] = {}
+        # node id -> (edge, deadline)
+        self.node_leases: dict[int, tuple[str, float]] = {}
         self.writes = 0
 
     def note_write(self, now: float) -> None:
@@ -188,6 +194,23 @@ class RegistryState:
             del self.counters[key]
         for key in [k for k, (_, exp) in self.connections.items() if exp <= now]:
             del self.connections[key]
+        for key in [k for k, (_, exp) in self.claims.items() if exp <= now]:
+            del self.claims[key]
+        for key, edges in list(self.contributions.items()):
+            self.live_contributions(key, edges, now)
+
+    def live_contributions(self, key: str, edges: dict[str, tuple[int, float]], now: float) -> int:
+        """Drop lapsed contributions under ``key``; the sum of the rest."""
+        for edge in [e for e, (_, deadline) in edges.items() if deadline <= now]:
+            del edges[edge]
+        if not edges:
+            self.contributions.pop(key, None)
+        return sum(value for value, _ in edges.values())
+
+    def live_leases(self, now: float) -> dict[int, tuple[str, float]]:
+        for node in [n for n, (_, deadline) in self.node_leases.items() if deadline <= now]:
+            del self.node_leases[node]
+        return self.node_leases
 
 
 _registry_states: dict[str, RegistryState] = {}
@@ -314,6 +337,74 @@ class MemoryRegistry:
             entry = self._s.counters.get(key)
             values.append(0 if entry is None or (entry[1] is not None and entry[1] <= now) else entry[0])
         return values
+
+    async def hincr_many(self, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        self._now()
+        fields = self._s.hcounters.get(key)
+        if fields is None:
+            if not deltas:
+                return {}
+            fields = self._s.hcounters[key] = {}
+        for field, delta in deltas.items():
+            fields[field] = fields.get(field, 0) + delta
+        return dict(fields)
+
+    async def claim(self, key: str, value: bytes, ttl_s: float) -> bytes | None:
+        now = self._now()
+        entry = self._s.claims.get(key)
+        if entry is not None and entry[1] > now:
+            return entry[0]
+        self._s.claims[key] = (bytes(value), now + ttl_s)
+        self._s.note_write(now)
+        return None
+
+    async def set_claim(self, key: str, value: bytes, ttl_s: float) -> None:
+        now = self._now()
+        self._s.claims[key] = (bytes(value), now + ttl_s)
+        self._s.note_write(now)
+
+    async def release_claim(self, key: str) -> None:
+        self._now()
+        self._s.claims.pop(key, None)
+
+    async def set_contribution(self, key: str, edge_id: str, value: int, ttl_s: float) -> None:
+        now = self._now()
+        self._s.contributions.setdefault(key, {})[edge_id] = (int(value), now + ttl_s)
+        self._s.note_write(now)
+
+    async def sum_contributions(self, key: str) -> int:
+        now = self._now()
+        edges = self._s.contributions.get(key)
+        return 0 if edges is None else self._s.live_contributions(key, edges, now)
+
+    async def lease_node(self, edge_id: str, max_nodes: int, ttl_s: float) -> int:
+        now = self._now()
+        leases = self._s.live_leases(now)
+        held = [n for n, (edge, _) in leases.items() if edge == edge_id and n < max_nodes]
+        if held:
+            node = min(held)
+        else:
+            node = next((n for n in range(max_nodes) if n not in leases), -1)
+            if node < 0:
+                raise BackendError(f"all {max_nodes} node ids are leased by live edges")
+        leases[node] = (edge_id, now + ttl_s)
+        return node
+
+    async def renew_node(self, edge_id: str, node: int, ttl_s: float) -> bool:
+        now = self._now()
+        leases = self._s.live_leases(now)
+        lease = leases.get(node)
+        if lease is None or lease[0] != edge_id:
+            return False
+        leases[node] = (edge_id, now + ttl_s)
+        return True
+
+    async def release_node(self, edge_id: str, node: int) -> None:
+        now = self._now()
+        leases = self._s.live_leases(now)
+        lease = leases.get(node)
+        if lease is not None and lease[0] == edge_id:
+            del leases[node]
 
     async def aclose(self) -> None:
         self._closed = True

@@ -8,7 +8,7 @@ cache of facts that edges re-assert (connections, viewers) and counters that tol
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,6 +30,10 @@ class Registry(Protocol):
     - **Expiry**: keys given a TTL vanish after it; rate windows expire by themselves. Times come
       from one clock per backend (Redis: the server's TIME), never from the calling edge, so edges
       with skewed clocks agree.
+    - **Cluster-safe**: each call touches one key, or keys sharing one Redis Cluster hash tag, so
+      a Redis Cluster runs it on one shard, atomically.
+    - **Errors**: BackendUnavailable when the service cannot be reached (within ~2 s), ClosedError
+      after ``aclose``. A call that raised may or may not have taken effect (its reply was lost).
     """
 
     # -- connection registry: conn:user:{id} -> which edge holds which connections ------------
@@ -67,7 +71,9 @@ class Registry(Protocol):
 
     # -- unique viewers (HyperLogLog: ~0.81% standard error in Redis) ---------------------------
     async def viewers_add(self, stream: str, viewer_ids: Sequence[str]) -> bool:
-        """Add viewers to the stream's unique-viewer estimate; True when the estimate changed."""
+        """Add viewers to the stream's unique-viewer estimate; True when the estimate changed.
+        Pass one id per person (a user id, or a stable anonymous id), not per connection, so a
+        viewer with three tabs on three edges counts once."""
         ...
 
     async def viewers_count(self, stream: str) -> int:
@@ -83,6 +89,56 @@ class Registry(Protocol):
     async def get_counters(self, keys: Sequence[str]) -> list[int]:
         """Current values in ``keys`` order; missing or expired counters read as 0."""
         ...
+
+    async def hincr_many(self, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        """Atomically add each ``field: delta`` to the counter hash ``key`` (e.g. per-emoji totals
+        of a stream) and return every field of the hash after the additions (``{}`` deltas read
+        it). No expiry."""
+        ...
+
+    # -- idempotency claims (e.g. a comment's ``cmid`` across edges) ---------------------------
+    async def claim(self, key: str, value: bytes, ttl_s: float) -> bytes | None:
+        """Claim ``key`` for ``ttl_s`` seconds (SET NX): None when this call claimed it (``value``
+        stored), else the value already stored, which is left unchanged. Of concurrent claims on
+        one key exactly one gets None."""
+        ...
+
+    async def set_claim(self, key: str, value: bytes, ttl_s: float) -> None:
+        """Overwrite the value of ``key`` (claimed or not) and restart its TTL, e.g. to replace a
+        "pending" marker with the final answer once it is known."""
+
+    async def release_claim(self, key: str) -> None:
+        """Forget ``key`` (e.g. the claimed work failed, so a retry may claim it again)."""
+
+    # -- live contributions: per-edge values that heal when an edge dies ----------------------
+    async def set_contribution(self, key: str, edge_id: str, value: int, ttl_s: float) -> None:
+        """Set this edge's ``value`` under ``key`` (e.g. its viewer count of a stream), valid for
+        ``ttl_s`` seconds from now; an edge keeps it alive by setting it again before then. An
+        edge that stops (crash, kill, partition) drops out of the sum once its TTL lapses."""
+
+    async def sum_contributions(self, key: str) -> int:
+        """Sum of every edge's live (not yet lapsed) contribution under ``key``; 0 when none."""
+        ...
+
+    # -- node-id leases (comment ids embed a node id: no two live edges may share one) --------
+    async def lease_node(self, edge_id: str, max_nodes: int, ttl_s: float) -> int:
+        """The smallest node id in ``[0, max_nodes)`` that no live lease holds, now leased to
+        ``edge_id`` for ``ttl_s`` seconds. While the lease is live (renewed in time) no other
+        edge gets that id, even under concurrent calls. An edge has at most one lease: calling
+        again while it holds one renews and returns that one (so a retried call never takes two;
+        edge ids must be unique among live edges, as the broker already requires). A lease that
+        lapsed is free for anyone, the smallest first. Raises BackendError when all ids are held.
+        """
+        ...
+
+    async def renew_node(self, edge_id: str, node: int, ttl_s: float) -> bool:
+        """Extend ``edge_id``'s lease on ``node`` to ``ttl_s`` seconds from now. False when the
+        lease was lost (it lapsed, was released, or never existed): the edge must stop using
+        ``node`` and lease again. Renew well within the TTL (e.g. every ttl/3)."""
+        ...
+
+    async def release_node(self, edge_id: str, node: int) -> None:
+        """Give ``node`` back now (clean shutdown). A no-op unless ``edge_id`` holds it."""
 
     async def aclose(self) -> None:
         """Release connections. Idempotent."""
