@@ -18,7 +18,7 @@ import pytest
 import uvloop
 from livechat.backends import open_broker, open_comment_log, open_history, open_meta, open_registry
 from livechat.ports import Broker, CommentLog, HistoryStore, MetaStore, Registry
-from redis_service import RedisServer, free_redis_ports
+from redis_service import RedisServer, free_redis_ports, redis_url
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
@@ -26,8 +26,8 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"uvloop": uvloop.new_event_loop}
 
 
-BROKER_BACKENDS = ["memory", "redis"]
-REGISTRY_BACKENDS = ["memory", "redis"]
+BROKER_BACKENDS = ["memory", "redis", "redis-cluster"]
+REGISTRY_BACKENDS = ["memory", "redis", "redis-cluster"]
 # Kafka / Cassandra / PostgreSQL join these lists when their backends land.
 LOG_BACKENDS = ["sqlite"]
 HISTORY_BACKENDS = ["sqlite"]
@@ -77,7 +77,7 @@ async def open_edge(request: pytest.FixtureRequest, broker_backend: str) -> Asyn
     if broker_backend == "memory":
         url, prefix = f"memory://{_unique('bus')}", "lc:"
     else:
-        url, prefix = request.getfixturevalue("redis_server").url, _unique("t") + ":"
+        url, prefix = redis_url(request, broker_backend), _unique("t") + ":"
 
     async def opener(edge_id: str) -> Broker:
         broker = await open_broker(url, edge_id=edge_id, prefix=prefix)
@@ -108,7 +108,7 @@ async def open_registry_instance(
     if registry_backend == "memory":
         url, prefix = f"memory://{_unique('reg')}", "lc:"
     else:
-        url, prefix = request.getfixturevalue("redis_server").url, _unique("t") + ":"
+        url, prefix = redis_url(request, registry_backend), _unique("t") + ":"
 
     async def opener() -> Registry:
         registry = await open_registry(url, prefix=prefix)

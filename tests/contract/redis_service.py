@@ -6,6 +6,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 REDIS_SCRIPT = REPO / "scripts" / "redis.sh"
 # Ports this suite may use (shared machine: stay inside the assigned range).
@@ -56,3 +58,24 @@ class RedisServer:
 
 def free_redis_ports(exclude: int | None = None) -> list[int]:
     return [p for p in REDIS_PORTS if p != exclude and port_is_free(p)]
+
+
+def redis_url(request: pytest.FixtureRequest, backend: str) -> str:
+    """The server behind a contract backend name: "redis" is this session's private server
+    (scripts/redis.sh; tests may kill its clients), "redis-cluster" the shared Redis Cluster
+    (tests use their own key prefix and touch only their own connections there)."""
+    if backend == "redis":
+        return str(request.getfixturevalue("redis_server").url)
+    if backend == "redis-cluster":
+        return cluster_url()
+    raise ValueError(f"not a Redis backend: {backend!r}")
+
+
+def cluster_url() -> str:
+    """``redis+cluster://`` URL of the shared cluster; FAILS (never skips) when it cannot start."""
+    from tests.cluster_services import service_url
+
+    try:
+        return service_url("redis-cluster")
+    except RuntimeError as exc:
+        pytest.fail(f"the Redis Cluster could not start: {exc}")

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 from livechat.backends import open_broker
 from livechat.ports import BackendUnavailable, Broker, BrokerHandler, ClosedError
-from redis_service import RedisServer, free_redis_ports
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis_service import RedisServer, cluster_url, free_redis_ports
 
 BrokerOpener = Callable[[str], Awaitable[Broker]]
 
@@ -323,3 +326,103 @@ async def test_redis_down_raises_unavailable_then_recovers(
         await a.aclose()
         await b.aclose()
         server.stop()
+
+
+# -- Redis Cluster only: channels on every shard, a lost shard connection -----------------------
+
+
+@pytest.fixture
+def cluster() -> str:
+    return cluster_url()
+
+
+async def shard_channels(url: str, pattern: str) -> dict[str, set[bytes]]:
+    """Every master's name -> the shard channels matching ``pattern`` it has subscribers for."""
+    rc = RedisCluster.from_url(url.replace("redis+cluster://", "redis://"))
+    try:
+        await rc.initialize()
+        found = {}
+        for node in rc.get_primaries():
+            reply = await rc.execute_command("PUBSUB", "SHARDCHANNELS", pattern, target_nodes=node)
+            found[node.name] = set(reply)
+        return found
+    finally:
+        await rc.aclose()
+
+
+async def subscriber_ids(url: str, name: str) -> dict[str, list[int]]:
+    """Every master's name -> ids of the connections called ``name`` (CLIENT SETNAME)."""
+    rc = RedisCluster.from_url(url.replace("redis+cluster://", "redis://"))
+    try:
+        await rc.initialize()
+        found = {}
+        for node in rc.get_primaries():
+            clients = await rc.execute_command("CLIENT LIST", target_nodes=node)
+            found[node.name] = [int(c["id"]) for c in clients if c["name"] == name]
+        return found
+    finally:
+        await rc.aclose()
+
+
+async def test_cluster_channels_live_on_every_master_one_connection_each(cluster: str) -> None:
+    prefix, edge_b = f"{uuid.uuid4().hex[:10]}:", f"b-{uuid.uuid4().hex[:8]}"
+    a = await open_broker(cluster, edge_id="a", prefix=prefix)
+    b = await open_broker(cluster, edge_id=edge_b, prefix=prefix)
+    got_b = Collector()
+    a.set_handler(Collector())
+    b.set_handler(got_b)
+    try:
+        streams = [f"room-{i}" for i in range(30)]
+        for s in streams:
+            await b.subscribe(s)
+        placed = await shard_channels(cluster, f"{prefix}s:*")
+        assert len(placed) == 3 and all(placed.values()), placed  # every master carries some
+        assert set().union(*placed.values()) == {f"{prefix}s:{s}".encode() for s in streams}
+        assert sum(len(c) for c in placed.values()) == len(streams)  # each on exactly one master
+        # One subscribe connection per master for all of b's channels (control ones included).
+        connections = await subscriber_ids(cluster, f"livechat-sub:{edge_b}")
+        assert [len(ids) for ids in connections.values()] == [1] * 3
+        sent = [(streams[i % 30], f"e{i}".encode()) for i in range(3000)]
+        for start in range(0, len(sent), 250):
+            await a.publish_many(sent[start : start + 250])
+        await got_b.until(lambda: len(got_b.messages) >= len(sent))
+        for s in streams:
+            assert got_b.payloads(s) == [p for t, p in sent if t == s]
+        await a.publish_control(b"to b", edge_id=edge_b)
+        await got_b.until(lambda: got_b.controls == [b"to b"])
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_cluster_lost_shard_connection_reports_its_streams_only(cluster: str) -> None:
+    prefix, edge_b = f"{uuid.uuid4().hex[:10]}:", f"b-{uuid.uuid4().hex[:8]}"
+    a = await open_broker(cluster, edge_id="a", prefix=prefix)
+    b = await open_broker(cluster, edge_id=edge_b, prefix=prefix)
+    got_b = Collector()
+    a.set_handler(Collector())
+    b.set_handler(got_b)
+    try:
+        streams = [f"room-{i}" for i in range(12)]
+        for s in streams:
+            await b.subscribe(s)
+        placed = await shard_channels(cluster, f"{prefix}s:*")
+        victim = next(name for name, channels in placed.items() if channels)
+        expected = sorted(c.decode().removeprefix(f"{prefix}s:") for c in placed[victim])
+        ids = (await subscriber_ids(cluster, f"livechat-sub:{edge_b}"))[victim]
+        assert len(ids) == 1
+        host, port = victim.rsplit(":", 1)
+        killer = Redis(host=host, port=int(port))
+        try:
+            assert await killer.execute_command("CLIENT KILL", "ID", ids[0]) == 1
+        finally:
+            await killer.aclose()
+        await got_b.until(lambda: sorted(s for gap in got_b.gaps for s in gap) == expected)
+        assert len(got_b.gaps) == 1
+        for s in streams:  # every stream delivers again, the resubscribed ones included
+            await a.publish(s, f"after {s}".encode())
+        await got_b.until(lambda: len(got_b.messages) == len(streams))
+        assert sorted(got_b.messages) == sorted((s, f"after {s}".encode()) for s in streams)
+    finally:
+        await a.aclose()
+        await b.aclose()

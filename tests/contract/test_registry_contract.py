@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from livechat.backends import open_registry
-from livechat.ports import ClosedError, ConnectionRef, Registry
+from livechat.ports import BackendError, ClosedError, ConnectionRef, Registry
 from redis_service import RedisServer
 
 RegistryOpener = Callable[[], Awaitable[Registry]]
@@ -180,3 +180,116 @@ async def test_redis_registry_survives_script_flush_and_reconnect(redis_server: 
         assert await registry.allow("k", 2, 10.0) is False  # state kept across the reconnect
     finally:
         await registry.aclose()
+
+
+# -- reaction totals -----------------------------------------------------------------------------
+
+
+async def test_hincr_many_adds_atomically_and_returns_the_whole_hash(
+    open_registry_instance: RegistryOpener,
+) -> None:
+    a, b = await two_edges(open_registry_instance)
+    assert await a.hincr_many("rx:s", {}) == {}
+    assert await a.hincr_many("rx:s", {"heart": 2, "wow": 1}) == {"heart": 2, "wow": 1}
+    await asyncio.gather(*(x.hincr_many("rx:s", {"heart": 1, "fire": 1}) for _ in range(25) for x in (a, b)))
+    assert await b.hincr_many("rx:s", {"wow": -1}) == {"heart": 52, "wow": 0, "fire": 50}
+    assert await a.hincr_many("rx:s", {}) == {"heart": 52, "wow": 0, "fire": 50}
+    assert await a.hincr_many("rx:other", {}) == {}
+
+
+# -- idempotency claims --------------------------------------------------------------------------
+
+
+async def test_exactly_one_concurrent_claim_wins_and_others_see_its_value(
+    open_registry_instance: RegistryOpener,
+) -> None:
+    a, b = await two_edges(open_registry_instance)
+    results = await asyncio.gather(
+        *(x.claim("cmid:u1:c7", f"edge-{i}".encode(), 30.0) for i, x in enumerate([a, b] * 10))
+    )
+    winners = [i for i, r in enumerate(results) if r is None]
+    assert len(winners) == 1
+    first = f"edge-{winners[0]}".encode()
+    assert all(r == first for r in results if r is not None)
+    # The stored value is the answer later callers get, until it is replaced ...
+    await b.set_claim("cmid:u1:c7", b"ack:42", 30.0)
+    assert await a.claim("cmid:u1:c7", b"other", 30.0) == b"ack:42"
+    assert await a.claim("cmid:u1:c8", b"x", 30.0) is None  # keys are independent
+    # ... or released, after which the next claim wins again.
+    await a.release_claim("cmid:u1:c7")
+    await a.release_claim("never-claimed")
+    assert await b.claim("cmid:u1:c7", b"retry", 30.0) is None
+    assert await a.claim("cmid:u1:c7", b"late", 30.0) == b"retry"
+
+
+async def test_claim_lapses_after_its_ttl(open_registry_instance: RegistryOpener) -> None:
+    a, b = await two_edges(open_registry_instance)
+    assert await a.claim("k", b"first", 0.4) is None
+    assert await b.claim("k", b"second", 0.4) == b"first"  # a failed claim does not extend it
+    await asyncio.sleep(0.5)
+    assert await b.claim("k", b"third", 0.4) is None
+    await a.set_claim("k", b"fourth", 0.3)  # set_claim restarts the TTL
+    await asyncio.sleep(0.2)
+    assert await b.claim("k", b"x", 5.0) == b"fourth"
+    await asyncio.sleep(0.2)
+    assert await b.claim("k", b"fifth", 5.0) is None
+
+
+# -- live contributions --------------------------------------------------------------------------
+
+
+async def test_contributions_sum_over_edges_and_heal_when_an_edge_stops(
+    open_registry_instance: RegistryOpener,
+) -> None:
+    a, b = await two_edges(open_registry_instance)
+    assert await a.sum_contributions("viewers:s") == 0
+    await a.set_contribution("viewers:s", "edge-a", 10, ttl_s=30.0)
+    await b.set_contribution("viewers:s", "edge-b", 5, ttl_s=0.5)  # edge B will "crash"
+    await b.set_contribution("viewers:other", "edge-b", 7, ttl_s=30.0)
+    assert await b.sum_contributions("viewers:s") == 15
+    await a.set_contribution("viewers:s", "edge-a", 12, ttl_s=30.0)  # an edge's value is replaced
+    assert await a.sum_contributions("viewers:s") == 17
+    await asyncio.sleep(0.3)
+    await b.set_contribution("viewers:s", "edge-b", 6, ttl_s=0.5)  # renewed in time: still counted
+    await asyncio.sleep(0.3)
+    assert await a.sum_contributions("viewers:s") == 18
+    await asyncio.sleep(0.35)  # B stopped renewing: its share lapses, A's stays
+    assert await a.sum_contributions("viewers:s") == 12
+    assert await b.sum_contributions("viewers:other") == 7
+    await a.set_contribution("viewers:s", "edge-a", 0, ttl_s=30.0)  # a clean shutdown
+    assert await b.sum_contributions("viewers:s") == 0
+
+
+# -- node-id leases ------------------------------------------------------------------------------
+
+
+async def test_concurrent_leases_get_distinct_smallest_ids(open_registry_instance: RegistryOpener) -> None:
+    edges = [await open_registry_instance() for _ in range(8)]
+    nodes = await asyncio.gather(*(r.lease_node(f"edge-{i}", 1024, 30.0) for i, r in enumerate(edges)))
+    assert sorted(nodes) == list(range(8))
+    # Leasing again while holding a lease returns the same id (a retried call never takes two).
+    assert await edges[3].lease_node("edge-3", 1024, 30.0) == nodes[3]
+    assert await edges[0].lease_node("edge-new", 1024, 30.0) == 8
+    # A released id is the smallest free one again; only its holder can release it.
+    await edges[1].release_node("edge-2", nodes[1])
+    assert await edges[1].renew_node("edge-1", nodes[1], 30.0) is True
+    await edges[1].release_node("edge-1", nodes[1])
+    assert await edges[1].renew_node("edge-1", nodes[1], 30.0) is False
+    assert await edges[5].lease_node("edge-late", 1024, 30.0) == nodes[1]
+
+
+async def test_lapsed_lease_is_reused_and_cannot_be_renewed(open_registry_instance: RegistryOpener) -> None:
+    a, b = await two_edges(open_registry_instance)
+    assert await a.lease_node("dying", 4, ttl_s=0.4) == 0
+    assert await b.lease_node("live", 4, ttl_s=30.0) == 1
+    await asyncio.sleep(0.2)
+    assert await a.renew_node("dying", 0, ttl_s=0.4) is True  # renewed in time
+    await asyncio.sleep(0.3)
+    assert await b.lease_node("other", 4, ttl_s=30.0) == 2  # 0 is still held
+    await asyncio.sleep(0.3)  # "dying" stopped renewing 0.6 s ago
+    assert await b.lease_node("newcomer", 4, ttl_s=30.0) == 0
+    assert await a.renew_node("dying", 0, ttl_s=0.4) is False  # lost for good
+    assert await b.renew_node("live", 1, ttl_s=30.0) is True
+    assert await a.lease_node("fourth", 4, ttl_s=30.0) == 3
+    with pytest.raises(BackendError):
+        await a.lease_node("fifth", 4, ttl_s=30.0)

@@ -312,7 +312,7 @@ class RedisBroker:
     async def open(cls, url: str, edge_id: str, prefix: str = DEFAULT_PREFIX) -> RedisBroker:
         target = RedisTarget.parse(url)
         _edge_tag(edge_id)
-        client = await open_client(target)
+        client = await open_client(target, f"livechat-pub:{edge_id}")
         broker = cls(target, client, edge_id, prefix)
         try:
             for channel in (broker._ctl_all, broker._ctl_mine):
@@ -358,7 +358,7 @@ class RedisBroker:
         opening.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._connecting[name] = opening
         try:
-            client = node_client(self._target, host, port)
+            client = node_client(self._target, host, port, f"livechat-sub:{self._edge_id}")
             pubsub = client.pubsub()
             try:
                 await pubsub.connect()  # type: ignore[no-untyped-call]

@@ -108,8 +108,10 @@ def no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-def _common(target: RedisTarget) -> dict[str, Any]:
+def _common(target: RedisTarget, name: str) -> dict[str, Any]:
     return {
+        # CLIENT LIST shows which edge holds which connection (names may not contain spaces).
+        "client_name": "".join(c if c.isprintable() and not c.isspace() else "_" for c in name),
         "username": target.username,
         "password": target.password,
         "socket_timeout": SOCKET_TIMEOUT_S,
@@ -118,18 +120,19 @@ def _common(target: RedisTarget) -> dict[str, Any]:
     }
 
 
-async def open_client(target: RedisTarget) -> RedisClient:
-    """A command client, checked with one round trip; BackendUnavailable when unreachable."""
+async def open_client(target: RedisTarget, name: str) -> RedisClient:
+    """A command client named ``name``, checked with one round trip; BackendUnavailable when
+    unreachable."""
     client: RedisClient
     if target.cluster:
         client = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             max_connections=CLUSTER_MAX_CONNECTIONS,
-            **_common(target),
+            **_common(target, name),
         )
     else:
         host, port = target.nodes[0]
-        client = Redis(host=host, port=port, db=target.db, **_common(target))
+        client = Redis(host=host, port=port, db=target.db, **_common(target, name))
     try:
         if isinstance(client, RedisCluster):
             await client.initialize()
@@ -144,11 +147,11 @@ async def open_client(target: RedisTarget) -> RedisClient:
     return client
 
 
-def node_client(target: RedisTarget, host: str, port: int) -> Redis:
+def node_client(target: RedisTarget, host: str, port: int, name: str) -> Redis:
     """A client for one server, used for its subscribe connection only. Errors are not retried
     at all (not even the reconnect redis-py's PubSub makes inside a failed read): a lost
     subscriber connection is the broker's to handle, with a gap report."""
-    settings = _common(target)
+    settings = _common(target, name)
     settings["retry"] = Retry(NoBackoff(), 0, supported_errors=())
     return Redis(host=host, port=port, db=target.db, **settings)
 
@@ -188,25 +191,26 @@ class CommandBatcher:
 
     def __init__(self, client: RedisClient) -> None:
         self._client = client
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[tuple[tuple[Any, ...], dict[str, Any]], asyncio.Future[Any]]] = []
         self._drain: asyncio.Task[None] | None = None
         self._closed = False
 
-    def submit(self, *args: Any) -> asyncio.Future[Any]:
-        """Queue one command now (its position is fixed at this call); await the result."""
+    def submit(self, *args: Any, **options: Any) -> asyncio.Future[Any]:
+        """Queue one command now (its position is fixed at this call); await the result.
+        ``options`` go to redis-py's reply parsing (e.g. ``get=True`` for SET ... GET)."""
         if self._closed:
             raise RuntimeError("command batcher is closed")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((args, fut))
+        self._pending.append(((args, options), fut))
         if self._drain is None:
             self._drain = loop.create_task(self._run())
         return fut
 
-    async def call(self, *args: Any) -> Any:
+    async def call(self, *args: Any, **options: Any) -> Any:
         """One command's reply; a redis-py error is raised as the port's BackendError."""
         try:
-            return await self.submit(*args)
+            return await self.submit(*args, **options)
         except REDIS_ERRORS as exc:
             raise translate(exc, str(args[0]).lower()) from exc
 
@@ -219,10 +223,12 @@ class CommandBatcher:
         finally:
             self._drain = None
 
-    async def _send(self, batch: Sequence[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    async def _send(
+        self, batch: Sequence[tuple[tuple[tuple[Any, ...], dict[str, Any]], asyncio.Future[Any]]]
+    ) -> None:
         pipe = self._client.pipeline(transaction=False)
-        for args, _ in batch:
-            pipe.execute_command(*args)
+        for (args, options), _ in batch:
+            pipe.execute_command(*args, **options)
         try:
             results: Sequence[Any] = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # the whole round trip failed

@@ -265,7 +265,7 @@ class RedisRegistry:
 
     @classmethod
     async def open(cls, url: str, prefix: str = DEFAULT_PREFIX) -> RedisRegistry:
-        return cls(await open_client(RedisTarget.parse(url)), prefix)
+        return cls(await open_client(RedisTarget.parse(url), "livechat-registry"), prefix)
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._p}{kind}:{{{name}}}"
@@ -274,9 +274,9 @@ class RedisRegistry:
         if self._closed:
             raise ClosedError("registry is closed")
 
-    async def _call(self, *args: Any) -> Any:
+    async def _call(self, *args: Any, **options: Any) -> Any:
         self._check_open()
-        return await self._batch.call(*args)
+        return await self._batch.call(*args, **options)
 
     async def _eval(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a registered script in the shared pipeline (EVALSHA). A server that does not
@@ -372,7 +372,7 @@ class RedisRegistry:
 
     # -- idempotency claims ---------------------------------------------------------------------
     async def claim(self, key: str, value: bytes, ttl_s: float) -> bytes | None:
-        old = await self._call("SET", self._key("claim", key), value, "NX", "GET", "PX", _ms(ttl_s))
+        old = await self._call("SET", self._key("claim", key), value, "NX", "GET", "PX", _ms(ttl_s), get=True)
         if old is not None and not isinstance(old, bytes):
             raise BackendError(f"redis SET NX GET returned {old!r}")
         return old
