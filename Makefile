@@ -6,6 +6,7 @@ PY_PATHS := $(wildcard python tests bench loadtest pyext/setup.py)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help install pyext redis chromium serve test test-rust test-py lint lint-rust lint-python stubtest bench loadgen bench-fanout loadtest autobahn clean
+.PHONY: services services-down cluster cluster-down
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -19,6 +20,19 @@ pyext: ## rebuild only the Cython module into python/livechat/
 
 redis: ## make sure Debian's redis-server is installed (the tests start their own instances)
 	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
+
+services: ## start Kafka, Cassandra, PostgreSQL, Redis (single + cluster), Toxiproxy on the standard ports
+	scripts/services.sh up all
+
+services-down: ## stop the services scripts/services.sh started
+	scripts/services.sh down
+
+cluster: ## the local cluster: services up, then every URL
+	scripts/services.sh up all
+	@scripts/services.sh urls
+
+cluster-down: ## stop the local cluster (services last)
+	scripts/services.sh down
 
 chromium: ## make sure Debian's chromium is installed (the browser test drives it; never a downloaded browser)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji)
