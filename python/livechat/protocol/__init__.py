@@ -1,49 +1,34 @@
-"""The livechat wire protocol (docs/protocol.md); the package re-exports every public name."""
+"""The livechat wire protocol: msgpack maps in binary WebSocket frames (docs/protocol.md).
 
-from livechat.protocol.decode import (
-    BAN_REASON_MAX,
-    CLIENT_MSG_ID_MAX,
-    FOLLOW_AGE_MAX_S,
-    ID_MAX,
-    MENTIONS_MAX,
+One module per job, none importing a later one:
+
+- ``codes``: every error code, close code, op, message type, event kind and state key;
+- ``rules``: field limits and text rules of client messages;
+- ``messages``: the client messages as typed dataclasses;
+- ``encode``: server messages and events as bytes, and the pack helpers;
+- ``errors``: ``ProtocolError``, a broken rule with its documented code;
+- ``decode``: ``ClientDecoder``, a client frame to a message or a ``ProtocolError``.
+
+This package re-exports every public name, so ``from livechat.protocol import X`` is the way in.
+"""
+
+from livechat.protocol.codes import (
     MODERATOR_OPS,
     PRIORITY_EVENTS,
     PROTOCOL_VERSION,
     REACTIONS,
-    RID_MAX,
-    SLOW_MAX_S,
-    STREAM_CACHE_MAX,
-    STREAM_PATTERN,
-    TIMEOUT_MAX_S,
-    USER_ID_MAX,
-    BanUser,
-    ClientDecoder,
-    ClientMessage,
+    REPLY_TYPES,
     CloseCode,
-    DeleteComment,
     ErrorCode,
     EventKind,
-    Highlight,
-    History,
-    Join,
-    Leave,
-    Like,
-    ModeratorMessage,
+    MessageType,
     Op,
-    PinComment,
-    Ping,
-    Post,
-    ProtocolError,
-    PurgeUser,
+    StateKey,
+)
+from livechat.protocol.decode import STREAM_CACHE_MAX, ClientDecoder
+from livechat.protocol.encode import (
     Raw,
     RawArray,
-    React,
-    Report,
-    SetComments,
-    SetFollowersOnly,
-    SetSlowMode,
-    StateKey,
-    UnbanUser,
     encode_ack,
     encode_ban,
     encode_comment,
@@ -59,7 +44,6 @@ from livechat.protocol.decode import (
     encode_pong,
     encode_purge,
     encode_unban,
-    extract_mentions,
     modes_fields,
     pack_map,
     pack_raw_array,
@@ -67,17 +51,59 @@ from livechat.protocol.decode import (
     tier_fields,
     unpackb,
 )
+from livechat.protocol.errors import ProtocolError
+from livechat.protocol.messages import (
+    BanUser,
+    ClientMessage,
+    DeleteComment,
+    Highlight,
+    History,
+    Join,
+    Leave,
+    Like,
+    ModeratorMessage,
+    PinComment,
+    Ping,
+    Post,
+    PurgeUser,
+    React,
+    Report,
+    SetComments,
+    SetFollowersOnly,
+    SetSlowMode,
+    UnbanUser,
+)
+from livechat.protocol.rules import (
+    BAN_REASON_MAX,
+    CLIENT_MSG_ID_MAX,
+    FOLLOW_AGE_MAX_S,
+    FORBIDDEN_TEXT,
+    HISTORY_LIMIT_DEFAULT,
+    HISTORY_LIMIT_MAX,
+    ID_MAX,
+    MENTIONS_MAX,
+    RID_MAX,
+    SLOW_MAX_S,
+    STREAM_PATTERN,
+    TIMEOUT_MAX_S,
+    USER_ID_MAX,
+    extract_mentions,
+)
 
 __all__ = [
     "BAN_REASON_MAX",
     "CLIENT_MSG_ID_MAX",
     "FOLLOW_AGE_MAX_S",
+    "FORBIDDEN_TEXT",
+    "HISTORY_LIMIT_DEFAULT",
+    "HISTORY_LIMIT_MAX",
     "ID_MAX",
     "MENTIONS_MAX",
     "MODERATOR_OPS",
     "PRIORITY_EVENTS",
     "PROTOCOL_VERSION",
     "REACTIONS",
+    "REPLY_TYPES",
     "RID_MAX",
     "SLOW_MAX_S",
     "STREAM_CACHE_MAX",
@@ -96,6 +122,7 @@ __all__ = [
     "Join",
     "Leave",
     "Like",
+    "MessageType",
     "ModeratorMessage",
     "Op",
     "PinComment",

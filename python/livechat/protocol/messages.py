@@ -1,0 +1,154 @@
+"""The client messages, one dataclass per op (docs/protocol.md §2), as ``ClientDecoder`` returns them.
+
+Every message carries ``rid``: the request id the reply echoes, None when the client sent none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Join:
+    rid: int | None
+    stream: str
+    # Newest comment id the client already has (reconnect); None on a first join.
+    last_id: int | None
+
+
+@dataclass(slots=True)
+class Leave:
+    rid: int | None
+    stream: str
+
+
+@dataclass(slots=True)
+class Post:
+    rid: int | None
+    stream: str
+    # NFC-normalised, stripped, 1..max_text_chars code points.
+    text: str
+    cmid: str
+    reply_to: int | None
+
+
+@dataclass(slots=True)
+class React:
+    rid: int | None
+    stream: str
+    emoji: str
+
+
+@dataclass(slots=True)
+class Like:
+    rid: int | None
+    stream: str
+    comment_id: int
+    # True for "like", False for "unlike".
+    on: bool
+
+
+@dataclass(slots=True)
+class History:
+    rid: int | None
+    stream: str
+    before: int | None
+    limit: int
+
+
+@dataclass(slots=True)
+class Ping:
+    rid: int | None
+
+
+@dataclass(slots=True)
+class Report:
+    rid: int | None
+    stream: str
+    comment_id: int | None
+    user: str | None
+    reason: str
+
+
+@dataclass(slots=True)
+class DeleteComment:
+    rid: int | None
+    stream: str
+    comment_id: int
+
+
+@dataclass(slots=True)
+class PurgeUser:
+    rid: int | None
+    stream: str
+    user: str
+
+
+@dataclass(slots=True)
+class BanUser:
+    """``ban`` (seconds None, permanent) or ``timeout`` (seconds set)."""
+
+    rid: int | None
+    stream: str
+    user: str
+    seconds: int | None
+    reason: str
+
+
+@dataclass(slots=True)
+class UnbanUser:
+    rid: int | None
+    stream: str
+    user: str
+
+
+@dataclass(slots=True)
+class PinComment:
+    """``pin`` (comment_id set) or ``unpin`` (None)."""
+
+    rid: int | None
+    stream: str
+    comment_id: int | None
+
+
+@dataclass(slots=True)
+class Highlight:
+    rid: int | None
+    stream: str
+    comment_id: int
+
+
+@dataclass(slots=True)
+class SetSlowMode:
+    rid: int | None
+    stream: str
+    seconds: int
+
+
+@dataclass(slots=True)
+class SetFollowersOnly:
+    rid: int | None
+    stream: str
+    # None switches the mode off; 0 = any follower.
+    min_age_s: int | None
+
+
+@dataclass(slots=True)
+class SetComments:
+    rid: int | None
+    stream: str
+    enabled: bool
+
+
+ModeratorMessage = (
+    DeleteComment
+    | PurgeUser
+    | BanUser
+    | UnbanUser
+    | PinComment
+    | Highlight
+    | SetSlowMode
+    | SetFollowersOnly
+    | SetComments
+)
+ClientMessage = Join | Leave | Post | React | Like | History | Ping | Report | ModeratorMessage

@@ -1,0 +1,36 @@
+"""Field limits and text rules of client messages: protocol, not configuration (docs/protocol.md §2)."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+STREAM_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+USER_ID_MAX: Final = 128
+CLIENT_MSG_ID_MAX: Final = 64
+# The largest integer a JavaScript Number holds exactly.
+RID_MAX: Final = (1 << 53) - 1
+ID_MAX: Final = (1 << 63) - 1
+TIMEOUT_MAX_S: Final = 14 * 24 * 3600
+SLOW_MAX_S: Final = 24 * 3600
+FOLLOW_AGE_MAX_S: Final = 5 * 365 * 24 * 3600
+BAN_REASON_MAX: Final = 200
+MENTIONS_MAX: Final = 10
+HISTORY_LIMIT_MAX: Final = 1000
+HISTORY_LIMIT_DEFAULT: Final = 50
+
+# C0/C1 controls, DEL, bidi embeddings/overrides/isolates: never valid in a comment.
+FORBIDDEN_TEXT: Final = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{1,32})")
+
+
+def extract_mentions(text: str) -> list[str]:
+    """Lower-cased @handles in order of first appearance, at most MENTIONS_MAX."""
+    found: list[str] = []
+    for match in _MENTION.finditer(text):
+        handle = match.group(1).lower()
+        if handle not in found:
+            found.append(handle)
+            if len(found) == MENTIONS_MAX:
+                break
+    return found
