@@ -80,16 +80,17 @@ up_one() {
 
 cmd_up() {
     (($# > 0)) || usage
-    local n
-    for n in $(names "$@"); do
+    local n list
+    list=$(names "$@") || exit 2
+    for n in $list; do
         up_one "$n" || exit 1
     done
 }
 
 cmd_down() {
-    local n f list=()
-    mapfile -t list < <(names "${@:-all}" | tac) # stop in reverse start order
-    for n in "${list[@]}"; do
+    local n f list
+    list=$(names "${@:-all}") || exit 2
+    for n in $(tac <<<"$list"); do # stop in reverse start order
         f=$(fn "$n")
         if [[ -z $("${f}_pids") ]]; then
             "${f}_answering" && log "$n: answering but not started by this script ($INFRA); left alone"

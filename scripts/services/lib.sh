@@ -78,12 +78,18 @@ wait_until() {
     done
 }
 
-# pid_alive PIDFILE — print the pid and succeed when the file names a live process.
+# running PID — the process exists and is not a zombie (daemons are reparented to init, which may reap late).
+running() {
+    kill -0 "$1" 2>/dev/null || return 1
+    [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
+
+# pid_alive PIDFILE — print the pid and succeed when the file names a running process.
 pid_alive() {
     [[ -s $1 ]] || return 1
     local pid
     pid=$(head -n 1 "$1")
-    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+    [[ $pid =~ ^[0-9]+$ ]] && running "$pid" && echo "$pid"
 }
 
 # launch PIDFILE LOGFILE CMD... — run CMD in its own session, detached from the caller's terminal, pipes and
@@ -110,11 +116,11 @@ stop_pidfile() {
         return 0
     fi
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq $((STOP_TIMEOUT * 5))); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.2
+    for _ in $(seq $((STOP_TIMEOUT * 20))); do
+        running "$pid" || break
+        sleep 0.05
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if running "$pid"; then
         log "$name: pid $pid ignored SIGTERM for ${STOP_TIMEOUT}s; SIGKILL"
         kill -9 "$pid" 2>/dev/null || true
         sleep 0.2

@@ -9,7 +9,7 @@ redis_cluster_ports() { seq "$REDIS_CLUSTER_PORT" $((REDIS_CLUSTER_PORT + 5)); }
 rcli() { # rcli PORT ARGS... — redis-cli with a short timeout, never interactive
     local port=$1
     shift
-    timeout 5 redis-cli -h "$HOST" -p "$port" "$@" </dev/null 2>/dev/null
+    timeout 2 redis-cli -h "$HOST" -p "$port" "$@" </dev/null 2>/dev/null
 }
 
 redis_ensure_installed() {
