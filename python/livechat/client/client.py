@@ -60,15 +60,16 @@ from livechat.client.events import (
     stream_event,
 )
 from livechat.client.streams import SeenIds, StreamView
-from livechat.client.transport import CLOSE_ABNORMAL, Connector, Transport, TransportName, connector
+from livechat.client.transport import Connector, Transport, TransportName
+from livechat.client.transport_factory import connector
 from livechat.config import ClientConfig
+from livechat.protocol.codes import REPLY_TYPES, CloseCode, MessageType, Op
+from livechat.protocol.rules import RID_MAX
 
 log = logging.getLogger(__name__)
 
 #: Close codes after which reconnecting with the same token cannot help (docs/protocol.md §7).
-_REFUSED_TOKEN = frozenset({4001, 4002})
-_TOKEN_EXPIRED = 4003
-_RID_MAX = (1 << 53) - 1
+_REFUSED_TOKEN = frozenset({CloseCode.AUTH_REQUIRED, CloseCode.AUTH_INVALID})
 
 TokenProvider = Callable[[], Awaitable[str]]
 
@@ -192,7 +193,7 @@ class LiveChatClient:
         transport = self._transport
         if transport is not None:
             self._closed_transport.clear()
-            transport.close(1000, "")
+            transport.close(CloseCode.NORMAL, "")
             try:
                 await asyncio.wait_for(self._closed_transport.wait(), self._config.connect_timeout_s)
             except TimeoutError:
@@ -212,7 +213,7 @@ class LiveChatClient:
         self._last_error = None
         on_close = partial(self._on_transport_closed, self._generation)
         self._transport = await self._connector(self._url, headers, self._on_message, on_close, self._config)
-        rid, future = await self._submit(lambda: {"op": "ping"}, resend=False, now=True)
+        rid, future = await self._submit(lambda: {"op": Op.PING}, resend=False, now=True)
         await self._wait(rid, future, self._config.connect_timeout_s)
 
     def _drop_transport(self) -> None:
@@ -222,7 +223,7 @@ class LiveChatClient:
         self._generation += 1
         if transport is not None:
             transport.abort()
-            self._lose_pending(None, CLOSE_ABNORMAL, "abandoned by the client")
+            self._lose_pending(None, CloseCode.ABNORMAL, "abandoned by the client")
 
     def _lose_pending(self, final: BaseException | None, code: int, reason: str) -> None:
         """The connection is gone: fail what cannot be resent, mark the rest to be sent again."""
@@ -244,7 +245,7 @@ class LiveChatClient:
         final: BaseException | None = None
         if self._closing:
             final = ClientClosed("the client was closed")
-        elif code in _REFUSED_TOKEN or (code == _TOKEN_EXPIRED and self._token_provider is None):
+        elif code in _REFUSED_TOKEN or (code == CloseCode.AUTH_EXPIRED and self._token_provider is None):
             error_code, message = self._last_error or (None, reason)
             final = AuthRejected(code, error_code, message)
         self._lose_pending(final, code, reason)
@@ -332,7 +333,7 @@ class LiveChatClient:
         transport is open, for the client's own handshake and re-joins)."""
         if self._final is not None:
             raise ClientClosed("this client is closed") from self._final
-        self._next_rid = self._next_rid + 1 if self._next_rid < _RID_MAX else 1
+        self._next_rid = self._next_rid + 1 if self._next_rid < RID_MAX else 1
         rid = self._next_rid
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         pending = _Pending(make, future, resend, join_stream)
@@ -372,8 +373,8 @@ class LiveChatClient:
         view = self._views.get(stream)
         last_id = view.rejoin_from() if view is not None else None
         if last_id is None:
-            return {"op": "join", "stream": stream}
-        return {"op": "join", "stream": stream, "last_id": last_id}
+            return {"op": Op.JOIN, "stream": stream}
+        return {"op": Op.JOIN, "stream": stream, "last_id": last_id}
 
     # -- everyone ----------------------------------------------------------------------------------
 
@@ -395,14 +396,14 @@ class LiveChatClient:
     async def leave(self, stream: str) -> None:
         """Leave ``stream``: its events stop, and it is not re-joined after a reconnect."""
         self._views.pop(stream, None)
-        await self._request(lambda: {"op": "leave", "stream": stream})
+        await self._request(lambda: {"op": Op.LEAVE, "stream": stream})
 
     def view(self, stream: str) -> StreamView | None:
         """The latest state of a joined stream (counts, reactions, tier, modes, pin, last id)."""
         return self._views.get(stream)
 
     async def history(self, stream: str, *, before: int | None = None, limit: int = 50) -> HistoryPage:
-        message: dict[str, Any] = {"op": "history", "stream": stream, "limit": limit}
+        message: dict[str, Any] = {"op": Op.HISTORY, "stream": stream, "limit": limit}
         if before is not None:
             message["before"] = before
         reply = await self._request(lambda: dict(message))
@@ -411,7 +412,7 @@ class LiveChatClient:
 
     async def ping(self) -> int:
         """The server's clock in Unix ms (a round trip through the whole server)."""
-        reply = await self._request(lambda: {"op": "ping"})
+        reply = await self._request(lambda: {"op": Op.PING})
         return int(reply.get("ts", 0))
 
     # -- signed-in users ---------------------------------------------------------------------------
@@ -422,7 +423,7 @@ class LiveChatClient:
         """Post a comment; returns once it is stored. ``cmid`` (default: a fresh uuid) makes a retry
         safe: the same cmid is stored once and answered with the first ack."""
         message: dict[str, Any] = {
-            "op": "post",
+            "op": Op.POST,
             "stream": stream,
             "text": text,
             "cmid": cmid or uuid.uuid4().hex,
@@ -440,18 +441,18 @@ class LiveChatClient:
 
     async def react(self, stream: str, emoji: str) -> None:
         """One of ``heart``, ``laugh``, ``wow``, ``sad``, ``angry``; totals come back in state slots."""
-        await self._request(lambda: {"op": "react", "stream": stream, "emoji": emoji})
+        await self._request(lambda: {"op": Op.REACT, "stream": stream, "emoji": emoji})
 
     async def like(self, stream: str, comment_id: int) -> None:
-        await self._request(lambda: {"op": "like", "stream": stream, "id": comment_id})
+        await self._request(lambda: {"op": Op.LIKE, "stream": stream, "id": comment_id})
 
     async def unlike(self, stream: str, comment_id: int) -> None:
-        await self._request(lambda: {"op": "unlike", "stream": stream, "id": comment_id})
+        await self._request(lambda: {"op": Op.UNLIKE, "stream": stream, "id": comment_id})
 
     async def report(
         self, stream: str, *, comment_id: int | None = None, user: str | None = None, reason: str = ""
     ) -> None:
-        message: dict[str, Any] = {"op": "report", "stream": stream, "reason": reason}
+        message: dict[str, Any] = {"op": Op.REPORT, "stream": stream, "reason": reason}
         if comment_id is not None:
             message["id"] = comment_id
         if user is not None:
@@ -460,43 +461,43 @@ class LiveChatClient:
 
     # -- moderators and the broadcaster ------------------------------------------------------------
 
-    async def _moderate(self, op: str, stream: str, **fields: Any) -> None:
+    async def _moderate(self, op: Op, stream: str, **fields: Any) -> None:
         await self._request(lambda: {"op": op, "stream": stream, **fields})
 
     async def delete(self, stream: str, comment_id: int) -> None:
-        await self._moderate("delete", stream, id=comment_id)
+        await self._moderate(Op.DELETE, stream, id=comment_id)
 
     async def purge(self, stream: str, user: str) -> None:
-        await self._moderate("purge", stream, user=user)
+        await self._moderate(Op.PURGE, stream, user=user)
 
     async def timeout(self, stream: str, user: str, seconds: int, reason: str = "") -> None:
-        await self._moderate("timeout", stream, user=user, seconds=seconds, reason=reason)
+        await self._moderate(Op.TIMEOUT, stream, user=user, seconds=seconds, reason=reason)
 
     async def ban(self, stream: str, user: str, reason: str = "") -> None:
-        await self._moderate("ban", stream, user=user, reason=reason)
+        await self._moderate(Op.BAN, stream, user=user, reason=reason)
 
     async def unban(self, stream: str, user: str) -> None:
-        await self._moderate("unban", stream, user=user)
+        await self._moderate(Op.UNBAN, stream, user=user)
 
     async def pin(self, stream: str, comment_id: int) -> None:
-        await self._moderate("pin", stream, id=comment_id)
+        await self._moderate(Op.PIN, stream, id=comment_id)
 
     async def unpin(self, stream: str) -> None:
-        await self._moderate("unpin", stream)
+        await self._moderate(Op.UNPIN, stream)
 
     async def highlight(self, stream: str, comment_id: int) -> None:
-        await self._moderate("highlight", stream, id=comment_id)
+        await self._moderate(Op.HIGHLIGHT, stream, id=comment_id)
 
     async def set_slow_mode(self, stream: str, seconds: int) -> None:
         """0 turns slow mode off."""
-        await self._moderate("slow", stream, seconds=seconds)
+        await self._moderate(Op.SLOW, stream, seconds=seconds)
 
     async def set_followers_only(self, stream: str, min_age_s: int | None) -> None:
         """None turns followers-only off; 0 = any follower."""
-        await self._moderate("followers_only", stream, min_age=min_age_s)
+        await self._moderate(Op.FOLLOWERS_ONLY, stream, min_age=min_age_s)
 
     async def set_comments(self, stream: str, enabled: bool) -> None:
-        await self._moderate("comments", stream, enabled=enabled)
+        await self._moderate(Op.COMMENTS, stream, enabled=enabled)
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -544,15 +545,15 @@ class LiveChatClient:
         if not isinstance(message, dict):
             return
         kind = message.get("t")
-        if kind == "tick":
+        if kind == MessageType.TICK:
             self._on_events(message, "tick")
-        elif kind == "ev":
+        elif kind == MessageType.DIRECT:
             self._on_events(message, "direct")
-        elif kind == "snapshot":
+        elif kind == MessageType.SNAPSHOT:
             self._on_snapshot(message)
-        elif kind == "err":
+        elif kind == MessageType.ERROR:
             self._on_error(message)
-        elif kind == "notice":
+        elif kind == MessageType.NOTICE:
             until = message.get("until")
             reason = message.get("reason")
             self._emit(
@@ -564,7 +565,7 @@ class LiveChatClient:
                     reason if isinstance(reason, str) else None,
                 )
             )
-        elif kind in ("ack", "ok", "history", "pong"):
+        elif type(kind) is str and kind in REPLY_TYPES:
             self._resolve(message.get("rid"), message)
         else:
             log.debug("ignoring a server message of type %r", kind)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from livechat.protocol.codes import EventKind, StateKey
+
 #: Where a comment came from: a broadcast tick, a message to this connection only (its own sampled-out
 #: or shadowed comment, a mention), or the ``missed`` list of a reconnect snapshot.
 CommentSource = Literal["tick", "direct", "missed"]
@@ -216,10 +218,10 @@ class Snapshot:
             recent=tuple(Comment.from_wire(stream, c, "tick") for c in recent),
             pin=_comment_or_none(stream, raw.get("pin"), "tick"),
             highlights=tuple(int(i) for i in raw.get("hl") or []),
-            counts=Counts.from_wire(raw.get("n")),
-            reactions=_reactions(raw.get("rx")) or {},
-            likes=_likes(raw.get("likes")) or {},
-            tier=Tier.from_wire(raw.get("tier")),
+            counts=Counts.from_wire(raw.get(StateKey.COUNTS)),
+            reactions=_reactions(raw.get(StateKey.REACTIONS)) or {},
+            likes=_likes(raw.get(StateKey.LIKES)) or {},
+            tier=Tier.from_wire(raw.get(StateKey.TIER)),
             modes=Modes.from_wire(raw.get("modes")),
             last_id=int(raw.get("last") or 0),
             recovered="gap" in raw,
@@ -302,24 +304,24 @@ Event = (
 def stream_event(stream: str, raw: Mapping[str, Any], source: CommentSource) -> Event:
     """One event of a tick's or ``ev`` message's ``e`` list."""
     kind = raw.get("k")
-    if kind == "c":
+    if kind == EventKind.COMMENT:
         return Comment.from_wire(stream, raw, source)
-    if kind == "del":
+    if kind == EventKind.DELETE:
         keep = raw.get("keep")
         return Deleted(stream, int(raw["id"]), keep if isinstance(keep, str) else None)
-    if kind == "purge":
+    if kind == EventKind.PURGE:
         return Purged(stream, str(raw["u"]))
-    if kind == "ban":
+    if kind == EventKind.BAN:
         return Banned(stream, str(raw["u"]), _int_or_none(raw.get("until")))
-    if kind == "unban":
+    if kind == EventKind.UNBAN:
         return Unbanned(stream, str(raw["u"]))
-    if kind == "pin":
+    if kind == EventKind.PIN:
         return Pinned(stream, _comment_or_none(stream, raw.get("c"), source))
-    if kind == "hl":
+    if kind == EventKind.HIGHLIGHT:
         return Highlighted(stream, int(raw["id"]))
-    if kind == "modes":
+    if kind == EventKind.MODES:
         return ModesChanged(stream, Modes.from_wire(raw))
-    if kind == "gap":
+    if kind == EventKind.GAP:
         return Gap(stream)
     return UnknownEvent(stream, dict(raw))
 
@@ -327,10 +329,10 @@ def stream_event(stream: str, raw: Mapping[str, Any], source: CommentSource) -> 
 def state_changed(stream: str, slots: Mapping[str, Any]) -> StateChanged:
     return StateChanged(
         stream,
-        counts=Counts.from_wire(slots.get("n")),
-        reactions=_reactions(slots.get("rx")),
-        likes=_likes(slots.get("likes")),
-        tier=Tier.from_wire(slots.get("tier")),
+        counts=Counts.from_wire(slots.get(StateKey.COUNTS)),
+        reactions=_reactions(slots.get(StateKey.REACTIONS)),
+        likes=_likes(slots.get(StateKey.LIKES)),
+        tier=Tier.from_wire(slots.get(StateKey.TIER)),
     )
 
 

@@ -1,8 +1,11 @@
-"""The WebSocket under a ``LiveChatClient``: two implementations behind one small interface.
+"""The WebSocket under a ``LiveChatClient``: the interface its two implementations share.
 
-- ``websockets`` (default): permessage-deflate, client pings; what tests and tools use.
-- ``picows``: a Cython client with a much lower cost per message and no compression; what the load
-  test uses so the load generator does not become the bottleneck.
+- ``websockets`` (default, ``transport_websockets``): permessage-deflate, client pings; what tests
+  and tools use.
+- ``picows`` (``transport_picows``): a Cython client with a much lower cost per message and no
+  compression; what the load test uses so the load generator does not become the bottleneck.
+
+``transport_factory.connector`` picks one by name; this module imports neither.
 """
 
 from __future__ import annotations
@@ -11,17 +14,15 @@ from collections.abc import Callable, Mapping
 from typing import Literal, Protocol
 
 from livechat.config import ClientConfig
+from livechat.protocol.codes import CloseCode
 
 #: Called once per whole binary message, in arrival order, on the event loop.
 OnMessage = Callable[[bytes], None]
-#: Called exactly once when the connection is gone: (close code, reason); 1006 when no close frame
-#: arrived (a dropped TCP connection).
+#: Called exactly once when the connection is gone: (close code, reason); ``CloseCode.ABNORMAL``
+#: (1006) when no close frame arrived (a dropped TCP connection).
 OnClose = Callable[[int, str], None]
 
 TransportName = Literal["websockets", "picows"]
-
-#: No close frame was received (RFC 6455 §7.1.5).
-CLOSE_ABNORMAL = 1006
 
 
 class Transport(Protocol):
@@ -36,7 +37,7 @@ class Transport(Protocol):
     async def send(self, data: bytes) -> None:
         """Send one binary message. Raises ConnectionError when the connection is already closed."""
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the close handshake; ``on_close`` follows when it completes (or times out)."""
 
     def abort(self) -> None:
@@ -54,15 +55,3 @@ class Connector(Protocol):
         on_close: OnClose,
         config: ClientConfig,
     ) -> Transport: ...
-
-
-def connector(name: TransportName) -> Connector:
-    if name == "websockets":
-        from livechat.client.transport_websockets import connect_websockets
-
-        return connect_websockets
-    if name == "picows":
-        from livechat.client.transport_picows import connect_picows
-
-        return connect_picows
-    raise ValueError(f"unknown transport {name!r}: use 'websockets' or 'picows'")

@@ -10,8 +10,9 @@ from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from livechat.client.transport import CLOSE_ABNORMAL, OnClose, OnMessage
+from livechat.client.transport import OnClose, OnMessage
 from livechat.config import ClientConfig
+from livechat.protocol.codes import CloseCode
 
 
 def _code_int(code: Any) -> int:
@@ -62,7 +63,7 @@ class _Listener(WSListener):
         handshake = transport.close_handshake
         received = handshake.recv if handshake is not None else None
         if received is None:
-            self._on_close(CLOSE_ABNORMAL, "")
+            self._on_close(CloseCode.ABNORMAL, "")
         else:
             self._on_close(_code_int(received.code), received.reason or "")
 
@@ -79,7 +80,7 @@ class PicowsTransport:
             raise ConnectionError("the connection is closed")
         self._transport.send(WSMsgType.BINARY, data)
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         transport = self._transport
         if transport.is_disconnected:
             return

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from livechat.client.transport import CLOSE_ABNORMAL, OnClose, OnMessage
+from livechat.client.transport import OnClose, OnMessage
 from livechat.config import ClientConfig
+from livechat.protocol.codes import CloseCode
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class WebsocketsTransport:
             log.exception("livechat client message handler failed; closing the connection")
             self._ws.transport.abort()
         finally:
-            code = self._ws.close_code if self._ws.close_code is not None else CLOSE_ABNORMAL
+            code = self._ws.close_code if self._ws.close_code is not None else CloseCode.ABNORMAL
             on_close(code, self._ws.close_reason or "")
 
     async def send(self, data: bytes) -> None:
@@ -47,7 +48,7 @@ class WebsocketsTransport:
         except ConnectionClosed as exc:
             raise ConnectionError(str(exc)) from None
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         if self._closer is None:
             self._closer = asyncio.create_task(self._close(code, reason), name="livechat-client-close")
 
