@@ -31,7 +31,7 @@ REGISTRY_BACKENDS = ["memory", "redis", "redis-cluster"]
 # Kafka / Cassandra / PostgreSQL join these lists when their backends land.
 LOG_BACKENDS = ["sqlite"]
 HISTORY_BACKENDS = ["sqlite"]
-META_BACKENDS = ["sqlite"]
+META_BACKENDS = ["sqlite", "postgres"]
 
 
 @pytest.fixture(scope="session")

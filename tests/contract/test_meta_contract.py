@@ -233,6 +233,26 @@ async def test_reputation_counters_are_atomic(meta: MetaStore) -> None:
     assert rep.counters == {"accepted": 100, "rejected": 2}
 
 
+async def test_two_stores_on_one_url_act_as_one(meta_url: str) -> None:
+    """Two edges on one store: counters add up and a flag resolves once across both."""
+    a, b = await open_meta(meta_url), await open_meta(meta_url)
+    try:
+        await a.flag_comment(FlaggedComment("s", 1, "u", b"c", "rule", -1, NOW))
+        bumps = [s.bump_reputation("u", "strikes") for s in (a, b) for _ in range(50)]
+        resolves = [s.resolve_flag("s", 1, FlagStatus.REJECTED, f"mod-{i}") for i, s in enumerate((a, b) * 5)]
+        results = await asyncio.gather(*bumps, *resolves)
+        assert sorted(results[:100]) == list(range(1, 101))
+        assert sorted(results[100:]) == [False] * 9 + [True]
+        await a.follow("host", "fan", NOW - 60)
+        await b.follow("host", "fan", NOW)
+        assert await b.followed_since("host", "fan") == NOW - 60
+        await b.ban(Ban(GLOBAL_STREAM, "troll", "staff", "", created_at=NOW))
+        assert await a.get_ban("s", "troll") is not None
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
 async def test_everything_survives_reopen(meta_url: str) -> None:
     store = await open_meta(meta_url)
     await store.upsert_stream(StreamInfo("s", "host", created_at=NOW))

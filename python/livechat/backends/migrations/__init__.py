@@ -1,0 +1,2 @@
+"""Versioned schema migrations, one folder of SQL files per engine (package data, read with
+``importlib.resources``; applied by ``livechat.migrate``)."""
