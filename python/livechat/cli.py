@@ -1,4 +1,4 @@
-"""The ``livechat`` command: ``serve``, ``echo``, ``fanout``, ``token``, ``check-config``.
+"""The ``livechat`` command: ``serve``, ``echo``, ``fanout``, ``token``, ``check-config``, ``migrate``.
 
 Every option's default is read from ``livechat.config``; the configuration a command runs with is
 defaults < ``--config`` TOML file < ``LIVECHAT_*`` environment < flags and ``--set`` (see
@@ -68,6 +68,10 @@ SERVE_FLAGS: Final = (
 LOG_FLAGS: Final = (
     Flag("--log-format", "ops.log_format", "json: one JSON object per line; plain: readable lines"),
     Flag("--log-level", "ops.log_level"),
+)
+MIGRATE_FLAGS: Final = (
+    Flag("--meta", "backends.meta", "the meta store to migrate (default: SQLite under data_dir)", "URL"),
+    SERVE_FLAGS[0],
 )
 
 
@@ -291,6 +295,27 @@ async def _connect(config: LiveChatConfig) -> list[str]:
     return []
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    """Apply the meta store's pending schema migrations (livechat.migrate); safe to run concurrently."""
+    from livechat.migrate import migrate
+    from livechat.ports.errors import BackendError, ConfigurationError
+
+    try:
+        config = resolve(args.config, None, _flag_values(args, MIGRATE_FLAGS), args.set).config
+    except ConfigError as exc:
+        return _fail("migrate", exc)
+    url = config.backends.meta or config.backends.sqlite_url()
+    try:
+        applied = asyncio.run(migrate(url))
+    except (BackendError, ConfigurationError) as exc:
+        print(f"livechat migrate: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    for version in applied:
+        print(f"applied {version}")
+    print(f"livechat migrate: {len(applied)} migration(s) applied; the schema is up to date", flush=True)
+    return EXIT_OK
+
+
 # --- parser -------------------------------------------------------------------------------------
 
 
@@ -375,6 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(check)
     _add_flags(check, EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS)
+
+    migrate = sub.add_parser(
+        "migrate",
+        help="apply the meta store's pending schema migrations (PostgreSQL); prints what it applied",
+        description="Bring the meta store (backends.meta) up to date: applies every pending versioned "
+        "SQL migration in one transaction under an advisory lock, so concurrent runs are safe; a "
+        "second run applies nothing. SQLite stores need no step (their schema is made on open).",
+    )
+    _add_config_options(migrate)
+    _add_flags(migrate, MIGRATE_FLAGS)
     return parser
 
 
@@ -388,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _token(args)
     if args.command == "check-config":
         return _check_config(args)
+    if args.command == "migrate":
+        return _migrate(args)
     return EXIT_USAGE
 
 
