@@ -2,7 +2,7 @@
 
 Every option's default is read from ``livechat.config``; the configuration a command runs with is
 defaults < ``--config`` TOML file < ``LIVECHAT_*`` environment < flags and ``--set`` (see
-``livechat.settings_file``). Options left out of the command line do not override the file.
+``livechat.config.resolve``). Options left out of the command line do not override the file.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from livechat.config import LiveChatConfig
-from livechat.settings_file import ConfigError, Resolved, config_fields, resolve, to_toml
+from livechat.config import ConfigError, LiveChatConfig, Resolved, config_fields, resolve, to_toml
 
 EXIT_OK: Final = 0
 EXIT_PROBLEMS: Final = 1
@@ -118,7 +117,7 @@ def _flag_values(args: argparse.Namespace, flags: Sequence[Flag]) -> dict[str, t
 
 
 def _resolve(args: argparse.Namespace, flags: Sequence[Flag], mode: str) -> Resolved:
-    from livechat.config_check import problems
+    from livechat.config.check import problems
 
     resolved = resolve(args.config, None, _flag_values(args, flags), args.set, fixed={"edge.mode": mode})
     found = problems(resolved.config)
@@ -260,7 +259,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from livechat.config_check import problems
+    from livechat.config.check import problems
 
     flags = EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS
     mode = {"serve": "app", "echo": "echo", "fanout": "fanout"}[args.command_for]

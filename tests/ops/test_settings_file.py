@@ -8,12 +8,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from livechat.config import LiveChatConfig
-from livechat.config_check import problems
-from livechat.settings_file import (
+from livechat.config import (
     ConfigError,
+    LiveChatConfig,
     config_fields,
     env_names,
+    problems,
     read_file,
     resolve,
     to_toml,
@@ -29,7 +29,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_defaults_come_from_config_py_alone() -> None:
+def test_defaults_come_from_the_model_alone() -> None:
     resolved = resolve(None, env={})
     assert resolved.config == LiveChatConfig()
     assert resolved.sources == {} and resolved.file is None
@@ -225,7 +225,7 @@ def test_docs_list_every_key_with_its_default() -> None:
     for path, info in fields.items():
         shown = rows[path]
         expected = "unset" if info.default is None else f"`{toml_value(info.default)}`"
-        assert shown == expected, f"{path}: docs say {shown}, config.py says {expected}"
+        assert shown == expected, f"{path}: docs say {shown}, config/model.py says {expected}"
 
 
 def test_example_file_covers_every_key_and_loads() -> None:

@@ -1,11 +1,11 @@
-"""``livechat.overrides.parse_value``: text read as a config field's declared type, or a clear error."""
+"""``livechat.config.overrides.parse_value``: text read as a field's declared type, or a clear error."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import pytest
-from livechat.overrides import parse_value
+from livechat.config.overrides import parse_value
 
 
 def test_scalars_and_optionals() -> None:

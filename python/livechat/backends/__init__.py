@@ -19,6 +19,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from livechat.config import DEFAULTS
 from livechat.ports.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def _unsupported(port: str, url: str, supported: str) -> ConfigurationError:
     return ConfigurationError(f"{port} cannot use {url!r}; supported: {supported}")
 
 
-async def open_broker(url: str, *, edge_id: str, prefix: str = "lc:") -> Broker:
+async def open_broker(url: str, *, edge_id: str, prefix: str = DEFAULTS.backends.redis_prefix) -> Broker:
     """A connected broker for this edge; the caller registers its handler with ``set_handler``."""
     scheme = _scheme(url)
     if scheme == "memory":
@@ -87,7 +88,7 @@ async def open_broker(url: str, *, edge_id: str, prefix: str = "lc:") -> Broker:
     raise _unsupported("broker", url, "memory://, redis://, redis+cluster://")
 
 
-async def open_registry(url: str, *, prefix: str = "lc:") -> Registry:
+async def open_registry(url: str, *, prefix: str = DEFAULTS.backends.redis_prefix) -> Registry:
     scheme = _scheme(url)
     if scheme == "memory":
         from livechat.backends.memory import MemoryRegistry, registry_state
@@ -100,7 +101,10 @@ async def open_registry(url: str, *, prefix: str = "lc:") -> Registry:
 
 
 async def open_comment_log(
-    url: str, *, dedupe_window_s: float = 600.0, retention_s: float = 7 * 86400.0
+    url: str,
+    *,
+    dedupe_window_s: float = DEFAULTS.backends.log_dedupe_window_s,
+    retention_s: float = DEFAULTS.backends.log_retention_s,
 ) -> CommentLog:
     scheme = _scheme(url)
     if scheme == "sqlite":
@@ -116,7 +120,10 @@ async def open_comment_log(
 
 
 async def open_history(
-    url: str, *, tombstone_ttl_s: float = 86400.0, retention_s: float = 30 * 86400.0
+    url: str,
+    *,
+    tombstone_ttl_s: float = DEFAULTS.backends.tombstone_ttl_s,
+    retention_s: float = DEFAULTS.backends.history_retention_s,
 ) -> HistoryStore:
     scheme = _scheme(url)
     if scheme == "sqlite":

@@ -1,4 +1,4 @@
-"""Every default livechat has, in one place.
+"""Every default livechat has, in one place: frozen dataclasses, one per section.
 
 The Rust core holds no defaults of its own: ``EdgeConfig.to_core()`` hands it every field, and the
 core refuses a mapping with a key missing.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 EdgeMode = Literal["app", "echo", "fanout"]
 
@@ -276,6 +276,11 @@ class LiveChatConfig:
     ops: OpsConfig = dataclasses.field(default_factory=OpsConfig)
 
 
+#: The defaults as one value, for code that needs one outside these dataclasses (a default argument,
+#: a backend opened without a ``BackendConfig``): it reads it here rather than restating it.
+DEFAULTS: Final = LiveChatConfig()
+
+
 # --- clients: the Python SDK, the web page, the load test ---------------------------------------
 
 
@@ -331,6 +336,3 @@ class LoadTestConfig:
     # Tokens are minted with the HS256 secret the server keeps in its data directory.
     secret_file: str = "livechat-data/hmac-secret"
     token_ttl_s: int = 86_400
-
-
-# --- the Python runtime of ``livechat serve`` ----------------------------------------------------

@@ -1,5 +1,5 @@
-"""Reading one configuration value from text (``--set PATH=VALUE``, ``LIVECHAT_*`` variables) as
-the type its ``LiveChatConfig`` field declares (``livechat.settings_file`` walks the paths).
+"""Configuration values written as text: ``LIVECHAT_<SECTION>_<KEY>`` environment variables and
+``--set PATH=VALUE`` flags, each read as the type its ``LiveChatConfig`` field declares.
 
 int, float, str, bool (``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``),
 ``none`` for an optional field, a ``Literal`` member, and JSON for tuples (lists become tuples,
@@ -9,10 +9,24 @@ it came from, so a typo never starts a server with a value the operator did not 
 
 from __future__ import annotations
 
+import difflib
 import json
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any
+
+from livechat.config.schema import (
+    ENV_PREFIX,
+    ConfigError,
+    FieldInfo,
+    coerce,
+    config_fields,
+    config_sections,
+    env_names,
+    optional,
+    suggest,
+)
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -84,3 +98,50 @@ def parse_value(text: str, hint: Any, where: str) -> Any:
         except ValueError:
             raise ValueError(f"{where}: {text!r} is not a {hint.__name__}") from None
     raise ValueError(f"{where}: fields of type {hint!r} cannot be set from the command line")
+
+
+def parse_text(text: str, info: FieldInfo, where: str) -> Any:
+    """A value written as text (environment, ``--set``), read by ``parse_value``."""
+    if text == "" and optional(info.hint):
+        return None
+    return coerce(parse_value(text, info.hint, where), info.hint, where)
+
+
+def _env_section_prefixes() -> tuple[str, ...]:
+    return tuple(ENV_PREFIX + s.upper() + "_" for s in config_sections() if "." not in s)
+
+
+def read_env(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    """Dotted path -> (value, variable name) for every ``LIVECHAT_*`` variable naming a field."""
+    names = env_names()
+    fields = config_fields()
+    sections = _env_section_prefixes()
+    out: dict[str, tuple[Any, str]] = {}
+    problems: list[str] = []
+    for name, text in sorted(env.items()):
+        path = names.get(name)
+        if path is None:
+            if name.startswith(sections):
+                guess = difflib.get_close_matches(name, list(names), n=1, cutoff=0.75)
+                hint = f" (did you mean {guess[0]}?)" if guess else ""
+                problems.append(f"environment {name}: names no configuration field{hint}")
+            continue
+        try:
+            out[path] = (parse_text(text, fields[path], f"environment {name}"), name)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def parse_assignment(assignment: str) -> tuple[str, Any]:
+    """``PATH=VALUE`` (``--set``) -> (path, value); ValueError names what is wrong."""
+    path, sep, text = assignment.partition("=")
+    path = path.strip()
+    if not sep or not path:
+        raise ValueError(f"--set takes PATH=VALUE, got {assignment!r}")
+    info = config_fields().get(path)
+    if info is None:
+        raise ValueError(f"--set {path}: no such configuration field{suggest(path)}")
+    return path, parse_text(text, info, f"--set {path}")

@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
-from livechat.config import LiveChatConfig
-from livechat.settings_file import config_fields
+from livechat.config.model import LiveChatConfig
+from livechat.config.schema import config_fields
 
 #: URL schemes each port accepts (``livechat.backends``); None = the SQLite default under data_dir.
 BACKEND_SCHEMES: Final = {
-    "broker": ("memory", "redis"),
-    "registry": ("memory", "redis"),
-    "log": ("sqlite",),
-    "history": ("sqlite",),
-    "meta": ("sqlite",),
+    "broker": ("memory", "redis", "redis+cluster"),
+    "registry": ("memory", "redis", "redis+cluster"),
+    "log": ("sqlite", "kafka"),
+    "history": ("sqlite", "cassandra"),
+    "meta": ("sqlite", "postgresql", "postgres"),
 }
-# Fields allowed to be negative: none today. Every count, size, duration and score is >= 0.
-# Fields where a negative value means something (node_id -1: assigned at start).
+# Every count, size, duration and score is >= 0, but for these, where a negative value means
+# something (node_id -1: assigned at start).
 _SIGNED: Final[frozenset[str]] = frozenset({"chat.node_id"})
 _UNIT_INTERVAL: Final = (
     "chat.sampling.hysteresis",
