@@ -45,6 +45,7 @@ from livechat.backends.redis_connect import (
     RECONNECT_MAX_S,
     RECONNECT_MIN_S,
     REDIS_ERRORS,
+    REPLY_TIMEOUT_S,
     RedisClient,
     RedisTarget,
     node_client,
@@ -250,7 +251,8 @@ class _Publisher:
             pipe.execute_command("SPUBLISH", channel, message)
         results: Sequence[Any]
         try:
-            results = await pipe.execute(raise_on_error=False)
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                results = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             results = [exc] * len(messages)
         except BaseException:

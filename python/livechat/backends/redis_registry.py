@@ -21,6 +21,7 @@ pipelined round trips (``CommandBatcher``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from redis.commands.core import AsyncScript
 from livechat.backends.redis_connect import (
     DEFAULT_PREFIX,
     REDIS_ERRORS,
+    REPLY_TIMEOUT_S,
     CommandBatcher,
     RedisClient,
     RedisTarget,
@@ -284,14 +286,13 @@ class RedisRegistry:
         self._check_open()
         script = self._scripts[name]
         try:
-            return await self._batch.submit("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self._batch.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except rex.NoScriptError:
             pass
-        except REDIS_ERRORS as exc:
-            raise translate(exc, name) from exc
         try:
-            return await script(keys=list(keys), args=list(args))
-        except REDIS_ERRORS as exc:
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                return await script(keys=list(keys), args=list(args))
+        except (*REDIS_ERRORS, TimeoutError) as exc:
             raise translate(exc, name) from exc
 
     # -- connections ----------------------------------------------------------------------------
