@@ -110,7 +110,7 @@ pub fn build(p: &TickParts<'_>, deflater: Option<(&mut Deflater, usize)>) -> Sha
 mod tests {
     use super::*;
     use crate::proto::deflate::Inflater;
-    use crate::proto::msgpack::{decode, Value};
+    use crate::proto::msgpack::value::{decode, Value};
 
     fn s(x: &str) -> Value {
         Value::Str(x.into())

@@ -73,20 +73,6 @@ pub enum MsgpackError {
     BadMarker,
 }
 
-/// A decoded value (tests and the Python test surface; the hot path only validates).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Nil,
-    Bool(bool),
-    Int(i128),
-    F64(f64),
-    Str(String),
-    Bin(Vec<u8>),
-    Array(Vec<Value>),
-    Map(Vec<(Value, Value)>),
-    Ext(i8, Vec<u8>),
-}
-
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -184,111 +170,133 @@ pub fn validate(buf: &[u8]) -> Result<(), MsgpackError> {
     Ok(())
 }
 
-/// Decode exactly one value.
-pub fn decode(buf: &[u8]) -> Result<Value, MsgpackError> {
-    validate(buf)?;
-    let mut r = Reader { buf, pos: 0 };
-    read_value(&mut r)
-}
+/// A decoder and encoder of whole values, for tests only: the product writes with the `write_*`
+/// functions and only validates what clients send.
+#[cfg(test)]
+pub(crate) mod value {
+    use super::*;
 
-fn read_value(r: &mut Reader<'_>) -> Result<Value, MsgpackError> {
-    let m = r.take(1)?[0];
-    let str_of = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    Ok(match m {
-        0x00..=0x7F => Value::Int(i128::from(m)),
-        0xE0..=0xFF => Value::Int(i128::from(m as i8)),
-        0xC0 => Value::Nil,
-        0xC2 => Value::Bool(false),
-        0xC3 => Value::Bool(true),
-        0x80..=0x8F => read_map(r, u64::from(m & 0x0F))?,
-        0x90..=0x9F => read_array(r, u64::from(m & 0x0F))?,
-        0xA0..=0xBF => Value::Str(str_of(r.take(usize::from(m & 0x1F))?)),
-        0xC4..=0xC6 => {
-            let n = r.be(1 << (m - 0xC4))? as usize;
-            Value::Bin(r.take(n)?.to_vec())
-        }
-        0xD9..=0xDB => {
-            let n = r.be(1 << (m - 0xD9))? as usize;
-            Value::Str(str_of(r.take(n)?))
-        }
-        0xC7..=0xC9 => {
-            let n = r.be(1 << (m - 0xC7))? as usize;
-            let t = r.take(1)?[0] as i8;
-            Value::Ext(t, r.take(n)?.to_vec())
-        }
-        0xCA => Value::F64(f64::from(f32::from_bits(r.be(4)? as u32))),
-        0xCB => Value::F64(f64::from_bits(r.be(8)?)),
-        0xCC..=0xCF => Value::Int(i128::from(r.be(1 << (m - 0xCC))?)),
-        0xD0 => Value::Int(i128::from(r.be(1)? as u8 as i8)),
-        0xD1 => Value::Int(i128::from(r.be(2)? as u16 as i16)),
-        0xD2 => Value::Int(i128::from(r.be(4)? as u32 as i32)),
-        0xD3 => Value::Int(i128::from(r.be(8)? as i64)),
-        0xD4..=0xD8 => {
-            let t = r.take(1)?[0] as i8;
-            Value::Ext(t, r.take(1 << (m - 0xD4))?.to_vec())
-        }
-        0xDC | 0xDD => {
-            let n = r.be(if m == 0xDC { 2 } else { 4 })?;
-            read_array(r, n)?
-        }
-        0xDE | 0xDF => {
-            let n = r.be(if m == 0xDE { 2 } else { 4 })?;
-            read_map(r, n)?
-        }
-        0xC1 => return Err(MsgpackError::BadMarker),
-    })
-}
+    /// A decoded value.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Value {
+        Nil,
+        Bool(bool),
+        Int(i128),
+        F64(f64),
+        Str(String),
+        Bin(Vec<u8>),
+        Array(Vec<Value>),
+        Map(Vec<(Value, Value)>),
+        Ext(i8, Vec<u8>),
+    }
 
-fn read_array(r: &mut Reader<'_>, n: u64) -> Result<Value, MsgpackError> {
-    (0..n).map(|_| read_value(r)).collect::<Result<_, _>>().map(Value::Array)
-}
+    /// Decode exactly one value.
+    pub fn decode(buf: &[u8]) -> Result<Value, MsgpackError> {
+        validate(buf)?;
+        let mut r = Reader { buf, pos: 0 };
+        read_value(&mut r)
+    }
 
-fn read_map(r: &mut Reader<'_>, n: u64) -> Result<Value, MsgpackError> {
-    (0..n).map(|_| Ok((read_value(r)?, read_value(r)?))).collect::<Result<_, _>>().map(Value::Map)
-}
-
-/// Encode a value (tests and the Python test surface).
-pub fn encode(v: &Value, out: &mut Vec<u8>) {
-    match v {
-        Value::Nil => write_nil(out),
-        Value::Bool(b) => write_bool(out, *b),
-        Value::Int(i) if *i >= 0 => write_uint(out, *i as u64),
-        Value::Int(i) => {
-            if *i >= -32 {
-                out.push(*i as i8 as u8);
-            } else {
-                out.push(0xD3);
-                out.extend_from_slice(&(*i as i64).to_be_bytes());
+    fn read_value(r: &mut Reader<'_>) -> Result<Value, MsgpackError> {
+        let m = r.take(1)?[0];
+        let str_of = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok(match m {
+            0x00..=0x7F => Value::Int(i128::from(m)),
+            0xE0..=0xFF => Value::Int(i128::from(m as i8)),
+            0xC0 => Value::Nil,
+            0xC2 => Value::Bool(false),
+            0xC3 => Value::Bool(true),
+            0x80..=0x8F => read_map(r, u64::from(m & 0x0F))?,
+            0x90..=0x9F => read_array(r, u64::from(m & 0x0F))?,
+            0xA0..=0xBF => Value::Str(str_of(r.take(usize::from(m & 0x1F))?)),
+            0xC4..=0xC6 => {
+                let n = r.be(1 << (m - 0xC4))? as usize;
+                Value::Bin(r.take(n)?.to_vec())
             }
-        }
-        Value::F64(f) => {
-            out.push(0xCB);
-            out.extend_from_slice(&f.to_bits().to_be_bytes());
-        }
-        Value::Str(s) => write_str(out, s),
-        Value::Bin(b) => write_bin(out, b),
-        Value::Array(a) => {
-            write_array_len(out, a.len());
-            a.iter().for_each(|x| encode(x, out));
-        }
-        Value::Map(m) => {
-            write_map_len(out, m.len());
-            for (k, x) in m {
-                encode(k, out);
-                encode(x, out);
+            0xD9..=0xDB => {
+                let n = r.be(1 << (m - 0xD9))? as usize;
+                Value::Str(str_of(r.take(n)?))
             }
-        }
-        Value::Ext(t, d) => {
-            write_len(out, d.len(), None, [0xC7, 0xC8, 0xC9]);
-            // Ext puts the type byte after the length.
-            out.push(*t as u8);
-            out.extend_from_slice(d);
+            0xC7..=0xC9 => {
+                let n = r.be(1 << (m - 0xC7))? as usize;
+                let t = r.take(1)?[0] as i8;
+                Value::Ext(t, r.take(n)?.to_vec())
+            }
+            0xCA => Value::F64(f64::from(f32::from_bits(r.be(4)? as u32))),
+            0xCB => Value::F64(f64::from_bits(r.be(8)?)),
+            0xCC..=0xCF => Value::Int(i128::from(r.be(1 << (m - 0xCC))?)),
+            0xD0 => Value::Int(i128::from(r.be(1)? as u8 as i8)),
+            0xD1 => Value::Int(i128::from(r.be(2)? as u16 as i16)),
+            0xD2 => Value::Int(i128::from(r.be(4)? as u32 as i32)),
+            0xD3 => Value::Int(i128::from(r.be(8)? as i64)),
+            0xD4..=0xD8 => {
+                let t = r.take(1)?[0] as i8;
+                Value::Ext(t, r.take(1 << (m - 0xD4))?.to_vec())
+            }
+            0xDC | 0xDD => {
+                let n = r.be(if m == 0xDC { 2 } else { 4 })?;
+                read_array(r, n)?
+            }
+            0xDE | 0xDF => {
+                let n = r.be(if m == 0xDE { 2 } else { 4 })?;
+                read_map(r, n)?
+            }
+            0xC1 => return Err(MsgpackError::BadMarker),
+        })
+    }
+
+    fn read_array(r: &mut Reader<'_>, n: u64) -> Result<Value, MsgpackError> {
+        (0..n).map(|_| read_value(r)).collect::<Result<_, _>>().map(Value::Array)
+    }
+
+    fn read_map(r: &mut Reader<'_>, n: u64) -> Result<Value, MsgpackError> {
+        (0..n).map(|_| Ok((read_value(r)?, read_value(r)?))).collect::<Result<_, _>>().map(Value::Map)
+    }
+
+    /// Encode a value.
+    pub fn encode(v: &Value, out: &mut Vec<u8>) {
+        match v {
+            Value::Nil => write_nil(out),
+            Value::Bool(b) => write_bool(out, *b),
+            Value::Int(i) if *i >= 0 => write_uint(out, *i as u64),
+            Value::Int(i) => {
+                if *i >= -32 {
+                    out.push(*i as i8 as u8);
+                } else {
+                    out.push(0xD3);
+                    out.extend_from_slice(&(*i as i64).to_be_bytes());
+                }
+            }
+            Value::F64(f) => {
+                out.push(0xCB);
+                out.extend_from_slice(&f.to_bits().to_be_bytes());
+            }
+            Value::Str(s) => write_str(out, s),
+            Value::Bin(b) => write_bin(out, b),
+            Value::Array(a) => {
+                write_array_len(out, a.len());
+                a.iter().for_each(|x| encode(x, out));
+            }
+            Value::Map(m) => {
+                write_map_len(out, m.len());
+                for (k, x) in m {
+                    encode(k, out);
+                    encode(x, out);
+                }
+            }
+            Value::Ext(t, d) => {
+                write_len(out, d.len(), None, [0xC7, 0xC8, 0xC9]);
+                // Ext puts the type byte after the length.
+                out.push(*t as u8);
+                out.extend_from_slice(d);
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::value::{decode, encode, Value};
     use super::*;
     use proptest::prelude::*;
 
