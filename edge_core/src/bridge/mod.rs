@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use crate::fanout::tick::{self, TickParts};
 use crate::proto::codec::{self, Incoming, RxConfig, Scratch};
 use crate::proto::deflate::{DeflateParams, Deflater, Inflater};
-use crate::proto::{close, frame, msgpack};
+use crate::proto::{close, codes, frame, msgpack};
 use crate::server::{self, Event};
 use crate::settings::Settings;
 
@@ -132,11 +132,7 @@ impl Edge {
 
     #[pyo3(signature = (conn_id, code = 1000, reason = ""))]
     fn close(&self, conn_id: u64, code: u16, reason: &str) -> PyResult<bool> {
-        if !(code == close::NORMAL
-            || code == close::GOING_AWAY
-            || (1007..=1014).contains(&code)
-            || (3000..=4999).contains(&code))
-        {
+        if !close::may_send(code) {
             return Err(PyValueError::new_err(format!("close code {code} may not be sent")));
         }
         Ok(self.core()?.close(conn_id, code, reason))
@@ -269,16 +265,16 @@ fn _edge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EVENT_MESSAGE", EVENT_MESSAGE)?;
     m.add("EVENT_CLOSE", EVENT_CLOSE)?;
     for (name, code) in [
-        ("CLOSE_NORMAL", close::NORMAL),
-        ("CLOSE_GOING_AWAY", close::GOING_AWAY),
-        ("CLOSE_PROTOCOL_ERROR", close::PROTOCOL_ERROR),
-        ("CLOSE_UNSUPPORTED", close::UNSUPPORTED),
-        ("CLOSE_INVALID_PAYLOAD", close::INVALID_PAYLOAD),
-        ("CLOSE_POLICY", close::POLICY),
-        ("CLOSE_TOO_BIG", close::TOO_BIG),
-        ("CLOSE_INTERNAL", close::INTERNAL),
-        ("CLOSE_SLOW_CONSUMER", close::SLOW_CONSUMER),
-        ("CLOSE_WRITE_TIMEOUT", close::WRITE_TIMEOUT),
+        ("CLOSE_NORMAL", codes::NORMAL),
+        ("CLOSE_GOING_AWAY", codes::GOING_AWAY),
+        ("CLOSE_PROTOCOL_ERROR", codes::PROTOCOL_ERROR),
+        ("CLOSE_UNSUPPORTED", codes::UNSUPPORTED),
+        ("CLOSE_INVALID_PAYLOAD", codes::INVALID_PAYLOAD),
+        ("CLOSE_POLICY", codes::POLICY),
+        ("CLOSE_TOO_BIG", codes::TOO_BIG),
+        ("CLOSE_INTERNAL", codes::INTERNAL),
+        ("CLOSE_SLOW_CONSUMER", codes::SLOW_CONSUMER),
+        ("CLOSE_WRITE_TIMEOUT", codes::WRITE_TIMEOUT),
     ] {
         m.add(name, code)?;
     }

@@ -1,19 +1,13 @@
-//! Close codes (RFC 6455 §7.4) and close-frame payloads.
+//! Close-frame payloads and which close codes may be sent or received (RFC 6455 §7.4); the
+//! codes themselves are in `codes`.
 
-pub const NORMAL: u16 = 1000;
-pub const GOING_AWAY: u16 = 1001;
-pub const PROTOCOL_ERROR: u16 = 1002;
-pub const UNSUPPORTED: u16 = 1003;
-pub const NO_STATUS: u16 = 1005;
-pub const ABNORMAL: u16 = 1006;
-pub const INVALID_PAYLOAD: u16 = 1007;
-pub const POLICY: u16 = 1008;
-pub const TOO_BIG: u16 = 1009;
-pub const INTERNAL: u16 = 1011;
-/// livechat: the send queue passed its hard cap (the client reads slower than the stream moves).
-pub const SLOW_CONSUMER: u16 = 4008;
-/// livechat: queued bytes made no write progress for `write_timeout_ms`.
-pub const WRITE_TIMEOUT: u16 = 4009;
+use super::codes::NO_STATUS;
+
+/// Whether Python may ask the edge to close with `code`: 1000, 1001, 1007-1014, or 3000-4999
+/// (1002 and 1003 are the codec's own to send; 1004-1006 and 1015 never go on the wire).
+pub fn may_send(code: u16) -> bool {
+    matches!(code, 1000 | 1001 | 1007..=1014 | 3000..=4999)
+}
 
 /// Whether a peer may send `code` in a close frame (RFC 6455 §7.4.1-2, IANA registry).
 pub fn is_valid_received(code: u16) -> bool {
@@ -68,6 +62,12 @@ mod tests {
         }
         for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
             assert!(!is_valid_received(bad), "{bad}");
+        }
+        for ok in [1000, 1001, 1007, 1011, 1014, 3000, 4008, 4999] {
+            assert!(may_send(ok), "{ok}");
+        }
+        for bad in [0, 999, 1002, 1003, 1004, 1005, 1006, 1015, 2999, 5000] {
+            assert!(!may_send(bad), "{bad}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! permessage-deflate and the size limit. Sans-IO: bytes in, messages out.
 
 use super::close;
+use super::codes;
 use super::deflate::{DeflateParams, InflateError, Inflater};
 use super::frame::{self, FrameHeader};
 use super::mask::apply_mask;
@@ -84,45 +85,45 @@ fn wire_limit(max_message: usize, compressed: bool) -> u64 {
 
 fn check_header(h: &FrameHeader, st: &RxState, cfg: &RxConfig) -> Result<(), ProtocolError> {
     if h.mask.is_none() {
-        return Err(err(close::PROTOCOL_ERROR, "client frames must be masked"));
+        return Err(err(codes::PROTOCOL_ERROR, "client frames must be masked"));
     }
     if h.rsv2 || h.rsv3 {
-        return Err(err(close::PROTOCOL_ERROR, "reserved bits set"));
+        return Err(err(codes::PROTOCOL_ERROR, "reserved bits set"));
     }
     match h.opcode {
         frame::OP_CLOSE | frame::OP_PING | frame::OP_PONG => {
             if !h.fin {
-                return Err(err(close::PROTOCOL_ERROR, "fragmented control frame"));
+                return Err(err(codes::PROTOCOL_ERROR, "fragmented control frame"));
             }
             if h.len > 125 {
-                return Err(err(close::PROTOCOL_ERROR, "control frame over 125 bytes"));
+                return Err(err(codes::PROTOCOL_ERROR, "control frame over 125 bytes"));
             }
             if h.rsv1 {
-                return Err(err(close::PROTOCOL_ERROR, "RSV1 on a control frame"));
+                return Err(err(codes::PROTOCOL_ERROR, "RSV1 on a control frame"));
             }
         }
         frame::OP_TEXT | frame::OP_BINARY => {
             if st.fragment.is_some() {
-                return Err(err(close::PROTOCOL_ERROR, "new message inside a fragmented one"));
+                return Err(err(codes::PROTOCOL_ERROR, "new message inside a fragmented one"));
             }
             if h.rsv1 && cfg.deflate.is_none() {
-                return Err(err(close::PROTOCOL_ERROR, "RSV1 without permessage-deflate"));
+                return Err(err(codes::PROTOCOL_ERROR, "RSV1 without permessage-deflate"));
             }
         }
         frame::OP_CONTINUATION => {
             if st.fragment.is_none() {
-                return Err(err(close::PROTOCOL_ERROR, "continuation with no message to continue"));
+                return Err(err(codes::PROTOCOL_ERROR, "continuation with no message to continue"));
             }
             if h.rsv1 {
-                return Err(err(close::PROTOCOL_ERROR, "RSV1 on a continuation frame"));
+                return Err(err(codes::PROTOCOL_ERROR, "RSV1 on a continuation frame"));
             }
         }
-        _ => return Err(err(close::PROTOCOL_ERROR, "reserved opcode")),
+        _ => return Err(err(codes::PROTOCOL_ERROR, "reserved opcode")),
     }
     let so_far = st.fragment.as_ref().map_or(0, |f| f.data.len() as u64);
     let compressed = h.rsv1 || st.fragment.as_ref().is_some_and(|f| f.compressed);
     if h.len.saturating_add(so_far) > wire_limit(cfg.max_message, compressed) {
-        return Err(err(close::TOO_BIG, "message too big"));
+        return Err(err(codes::TOO_BIG, "message too big"));
     }
     Ok(())
 }
@@ -143,15 +144,15 @@ fn inflate<'s>(
     };
     match inflater.inflate(input, &mut scratch.inflated, cfg.max_message) {
         Ok(()) => Ok(&scratch.inflated),
-        Err(InflateError::TooBig) => Err(err(close::TOO_BIG, "message too big after inflation")),
-        Err(InflateError::Corrupt) => Err(err(close::INVALID_PAYLOAD, "bad deflate data")),
+        Err(InflateError::TooBig) => Err(err(codes::TOO_BIG, "message too big after inflation")),
+        Err(InflateError::Corrupt) => Err(err(codes::INVALID_PAYLOAD, "bad deflate data")),
     }
 }
 
 fn deliver(text: bool, data: &[u8], on: &mut impl FnMut(Incoming<'_>) -> bool) -> Result<bool, ProtocolError> {
     if text {
         if simdutf8::basic::from_utf8(data).is_err() {
-            return Err(err(close::INVALID_PAYLOAD, "text message is not UTF-8"));
+            return Err(err(codes::INVALID_PAYLOAD, "text message is not UTF-8"));
         }
         Ok(on(Incoming::Text(data)))
     } else {
@@ -174,7 +175,7 @@ pub fn decode(
         let h = match frame::parse_header(&buf[pos..]) {
             Ok(Some(h)) => h,
             Ok(None) => return Ok(pos),
-            Err(_) => return Err(err(close::PROTOCOL_ERROR, "frame length has the top bit set")),
+            Err(_) => return Err(err(codes::PROTOCOL_ERROR, "frame length has the top bit set")),
         };
         check_header(&h, st, cfg)?;
         // check_header bounds len by max_message, so it fits usize.
@@ -195,8 +196,8 @@ pub fn decode(
             frame::OP_PONG => on(Incoming::Pong(payload)),
             frame::OP_CLOSE => {
                 let (code, reason) = close::parse_payload(payload).map_err(|e| match e {
-                    close::CloseError::BadCode => err(close::PROTOCOL_ERROR, "invalid close code"),
-                    close::CloseError::BadReason => err(close::INVALID_PAYLOAD, "close reason is not UTF-8"),
+                    close::CloseError::BadCode => err(codes::PROTOCOL_ERROR, "invalid close code"),
+                    close::CloseError::BadReason => err(codes::INVALID_PAYLOAD, "close reason is not UTF-8"),
                 })?;
                 on(Incoming::Close(code, reason));
                 return Ok(pos);
@@ -218,7 +219,7 @@ pub fn decode(
                         utf8: Utf8Validator::default(),
                     });
                     if text && !h.rsv1 && f.utf8.feed(payload, false).is_err() {
-                        return Err(err(close::INVALID_PAYLOAD, "text message is not UTF-8"));
+                        return Err(err(codes::INVALID_PAYLOAD, "text message is not UTF-8"));
                     }
                     f.data.extend_from_slice(payload);
                     st.fragment = Some(f);
@@ -226,13 +227,13 @@ pub fn decode(
                 }
             }
             _ => {
-                let f = st.fragment.as_mut().ok_or(err(close::PROTOCOL_ERROR, "continuation"))?;
+                let f = st.fragment.as_mut().ok_or(err(codes::PROTOCOL_ERROR, "continuation"))?;
                 if f.text && !f.compressed && f.utf8.feed(payload, h.fin).is_err() {
-                    return Err(err(close::INVALID_PAYLOAD, "text message is not UTF-8"));
+                    return Err(err(codes::INVALID_PAYLOAD, "text message is not UTF-8"));
                 }
                 f.data.extend_from_slice(payload);
                 if h.fin {
-                    let f = st.fragment.take().ok_or(err(close::PROTOCOL_ERROR, "continuation"))?;
+                    let f = st.fragment.take().ok_or(err(codes::PROTOCOL_ERROR, "continuation"))?;
                     if f.compressed {
                         let data = inflate(st, cfg, scratch, &f.data)?;
                         deliver(f.text, data, &mut on)?
@@ -305,19 +306,19 @@ mod tests {
     fn policy_errors() {
         let c = cfg(false);
         let unmasked = frame::encode_frame(OP_TEXT, false, b"hi");
-        assert_eq!(run(&c, &unmasked, 100).unwrap_err().code, close::PROTOCOL_ERROR);
+        assert_eq!(run(&c, &unmasked, 100).unwrap_err().code, codes::PROTOCOL_ERROR);
         let rsv1 = encode_client_frame(true, true, OP_TEXT, b"hi", K);
-        assert_eq!(run(&c, &rsv1, 100).unwrap_err().code, close::PROTOCOL_ERROR);
+        assert_eq!(run(&c, &rsv1, 100).unwrap_err().code, codes::PROTOCOL_ERROR);
         let op = encode_client_frame(true, false, 0x3, b"", K);
-        assert_eq!(run(&c, &op, 100).unwrap_err().code, close::PROTOCOL_ERROR);
+        assert_eq!(run(&c, &op, 100).unwrap_err().code, codes::PROTOCOL_ERROR);
         let big_ping = encode_client_frame(true, false, OP_PING, &[0; 126], K);
-        assert_eq!(run(&c, &big_ping, 1000).unwrap_err().code, close::PROTOCOL_ERROR);
+        assert_eq!(run(&c, &big_ping, 1000).unwrap_err().code, codes::PROTOCOL_ERROR);
         let cont = encode_client_frame(true, false, OP_CONTINUATION, b"x", K);
-        assert_eq!(run(&c, &cont, 100).unwrap_err().code, close::PROTOCOL_ERROR);
+        assert_eq!(run(&c, &cont, 100).unwrap_err().code, codes::PROTOCOL_ERROR);
         let bad = encode_client_frame(true, false, OP_TEXT, &[0xCE, 0xBA, 0xFF], K);
-        assert_eq!(run(&c, &bad, 100).unwrap_err().code, close::INVALID_PAYLOAD);
+        assert_eq!(run(&c, &bad, 100).unwrap_err().code, codes::INVALID_PAYLOAD);
         let bad_close = encode_client_frame(true, false, OP_CLOSE, &[0x03, 0xEC], K);
-        assert_eq!(run(&c, &bad_close, 100).unwrap_err().code, close::PROTOCOL_ERROR);
+        assert_eq!(run(&c, &bad_close, 100).unwrap_err().code, codes::PROTOCOL_ERROR);
     }
 
     #[test]
@@ -325,10 +326,10 @@ mod tests {
         let c = RxConfig { max_message: 100, deflate: None };
         let f = encode_client_frame(true, false, OP_BINARY, &[0; 101], K);
         // Only the header has arrived: the refusal must not wait for the payload.
-        assert_eq!(run(&c, &f[..8], 8).unwrap_err().code, close::TOO_BIG);
+        assert_eq!(run(&c, &f[..8], 8).unwrap_err().code, codes::TOO_BIG);
         let mut two = encode_client_frame(false, false, OP_BINARY, &[0; 60], K);
         two.extend(encode_client_frame(true, false, OP_CONTINUATION, &[0; 60], K));
-        assert_eq!(run(&c, &two, 1000).unwrap_err().code, close::TOO_BIG);
+        assert_eq!(run(&c, &two, 1000).unwrap_err().code, codes::TOO_BIG);
     }
 
     #[test]
@@ -349,7 +350,7 @@ mod tests {
         let mut z = Vec::new();
         Deflater::new(9).compress(&vec![b'a'; 1 << 22], &mut z);
         let f = encode_client_frame(true, true, OP_BINARY, &z, K);
-        assert_eq!(run(&c, &f, 1 << 20).unwrap_err().code, close::TOO_BIG);
+        assert_eq!(run(&c, &f, 1 << 20).unwrap_err().code, codes::TOO_BIG);
     }
 
     #[test]

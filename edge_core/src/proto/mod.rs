@@ -2,6 +2,7 @@
 
 pub mod close;
 pub mod codec;
+pub mod codes;
 pub mod deflate;
 pub mod frame;
 pub mod handshake;

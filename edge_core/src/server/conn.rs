@@ -60,7 +60,7 @@ impl Conn {
             read_paused: false,
             discard_input: false,
             write_shut: false,
-            close_code: crate::proto::close::ABNORMAL,
+            close_code: crate::proto::codes::ABNORMAL,
             close_reason: None,
             last_read_ms: now_ms,
             last_progress_ms: now_ms,

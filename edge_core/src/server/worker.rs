@@ -23,7 +23,7 @@ use crate::proto::codec::{self, Incoming, RxConfig, Scratch};
 use crate::proto::deflate::DeflaterSet;
 use crate::proto::frame::{self, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use crate::proto::handshake::{self, Parsed, Rejection};
-use crate::proto::{close, msgpack};
+use crate::proto::{close, codes, msgpack};
 use crate::settings::Mode;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -44,7 +44,7 @@ fn malformed_error_frame() -> Vec<u8> {
     msgpack::write_str(&mut p, "t");
     msgpack::write_str(&mut p, "err");
     msgpack::write_str(&mut p, "code");
-    msgpack::write_str(&mut p, "bad_msgpack");
+    msgpack::write_str(&mut p, codes::BAD_MSGPACK);
     msgpack::write_str(&mut p, "msg");
     msgpack::write_str(&mut p, "a binary message must be exactly one msgpack value");
     frame::encode_frame(OP_BINARY, false, &p)
@@ -280,7 +280,7 @@ impl Worker {
     fn on_eof(&mut self, slot: usize) {
         let conn = &mut self.conns[slot];
         if conn.state == State::Open || conn.state == State::Handshake {
-            conn.close_code = close::ABNORMAL;
+            conn.close_code = codes::ABNORMAL;
             conn.close_reason = Some("connection lost".into());
         }
         self.drop_conn(slot);
@@ -380,7 +380,7 @@ impl Worker {
         };
         if conn.state == State::Open {
             // Echo the peer's code (RFC 6455 §5.5.1); no code in, no code out.
-            let payload = if code == close::NO_STATUS { Vec::new() } else { close::encode_payload(code, "") };
+            let payload = if code == codes::NO_STATUS { Vec::new() } else { close::encode_payload(code, "") };
             conn.out.push_owned(frame::encode_frame(OP_CLOSE, false, &payload).into_boxed_slice(), usize::MAX);
             conn.close_code = code;
             conn.close_reason = Some(reason.into());
@@ -411,7 +411,7 @@ impl Worker {
             let hard = self.ctx.shared.settings.send_queue_hard_bytes;
             if self.conns.get(slot).is_some_and(|c| c.out.queued_bytes() > hard) {
                 ThreadStats::add(&self.stats().slow_closes, 1);
-                self.force_close(slot, close::SLOW_CONSUMER, "slow consumer: send queue over its cap");
+                self.force_close(slot, codes::SLOW_CONSUMER, "slow consumer: send queue over its cap");
             }
         } else {
             self.mark_dirty(slot);
@@ -684,7 +684,7 @@ impl Worker {
         }
         let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for slot in slots {
-            self.begin_close(slot, close::GOING_AWAY, "server shutting down");
+            self.begin_close(slot, codes::GOING_AWAY, "server shutting down");
         }
     }
 
@@ -704,9 +704,9 @@ impl Worker {
                 State::Closing | State::Finishing if now >= c.deadline_ms => to_drop.push(slot),
                 State::Open => {
                     if !c.out.is_empty() && now.saturating_sub(c.last_progress_ms) >= write_to {
-                        to_close.push((slot, close::WRITE_TIMEOUT, "write timeout"));
+                        to_close.push((slot, codes::WRITE_TIMEOUT, "write timeout"));
                     } else if now.saturating_sub(c.last_read_ms) >= idle {
-                        to_close.push((slot, close::GOING_AWAY, "idle timeout"));
+                        to_close.push((slot, codes::GOING_AWAY, "idle timeout"));
                     } else if !c.ping_outstanding && now.saturating_sub(c.last_read_ms) >= ping {
                         c.ping_outstanding = true;
                         to_ping.push(slot);
@@ -727,7 +727,7 @@ impl Worker {
         }
         for (slot, code, reason) in to_close {
             let counter =
-                if code == close::WRITE_TIMEOUT { &self.stats().write_timeouts } else { &self.stats().idle_closes };
+                if code == codes::WRITE_TIMEOUT { &self.stats().write_timeouts } else { &self.stats().idle_closes };
             ThreadStats::add(counter, 1);
             self.force_close(slot, code, reason);
         }
