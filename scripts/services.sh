@@ -19,12 +19,14 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=services/lib.sh
+# Lint: cd scripts && shellcheck -x services.sh
+# shellcheck source-path=SCRIPTDIR
 source "$HERE/services/lib.sh"
-for f in postgres redis kafka cassandra toxiproxy; do
-    # shellcheck disable=SC1090
-    source "$HERE/services/$f.sh"
-done
+source "$HERE/services/postgres.sh"
+source "$HERE/services/redis.sh"
+source "$HERE/services/kafka.sh"
+source "$HERE/services/cassandra.sh"
+source "$HERE/services/toxiproxy.sh"
 
 ALL=(postgres redis redis-cluster kafka cassandra toxiproxy)
 

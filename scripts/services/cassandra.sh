@@ -20,7 +20,7 @@ cassandra_start() {
         STORAGE_PORT="$CASSANDRA_STORAGE_PORT" SSL_STORAGE_PORT="$CASSANDRA_SSL_STORAGE_PORT"
     cp "$CONF/cassandra-logback.xml" "$d/logback.xml"
     mapfile -t opts < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$CONF/cassandra-jvm17.options")
-    jamm=$(ls "$d"/lib/jamm-*.jar 2>/dev/null | head -n 1)
+    jamm=$(find "$d/lib" -name "jamm-*.jar" | head -n 1)
     [[ -n $jamm ]] || die "cassandra: no jamm jar in $d/lib"
     launch "$RUN/cassandra.pid" "$d/cassandra.log" "$JAVA_BIN" -Xms"$CASSANDRA_HEAP" -Xmx"$CASSANDRA_HEAP" \
         "${opts[@]}" -javaagent:"$jamm" \
