@@ -1,4 +1,4 @@
-//! A connection's send queue and its slow-consumer policy (design.md §2).
+//! A connection's send queue and its slow-consumer policy (docs/operations.md §4, Send queues).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -55,14 +55,14 @@ pub struct FlushOutcome {
 
 /// Frames waiting for one socket. Empty, it owns no heap memory.
 #[derive(Default)]
-pub struct Outbox {
+pub struct SendQueue {
     entries: VecDeque<Entry>,
     /// Bytes of the front entry already written.
     head_written: u32,
     queued: u32,
 }
 
-impl Outbox {
+impl SendQueue {
     pub fn queued_bytes(&self) -> usize {
         self.queued as usize
     }
@@ -204,50 +204,50 @@ mod tests {
 
     #[test]
     fn partial_writes_keep_order() {
-        let mut o = Outbox::default();
+        let mut q = SendQueue::default();
         for b in 0..5u8 {
-            o.push_shared(tick(b, 10, false), false, 1000, 2000);
+            q.push_shared(tick(b, 10, false), false, 1000, 2000);
         }
         let mut s = Sink { got: vec![], room: 23 };
-        let r = o.flush(&mut s).unwrap();
+        let r = q.flush(&mut s).unwrap();
         assert!(r.blocked);
-        assert_eq!((r.bytes, r.frames, o.queued_bytes()), (23, 2, 27));
+        assert_eq!((r.bytes, r.frames, q.queued_bytes()), (23, 2, 27));
         s.room = 1000;
-        let r = o.flush(&mut s).unwrap();
-        assert_eq!((r.frames, o.queued_bytes()), (3, 0));
+        let r = q.flush(&mut s).unwrap();
+        assert_eq!((r.frames, q.queued_bytes()), (3, 0));
         let want: Vec<u8> = (0..5u8).flat_map(|b| [b; 10]).collect();
         assert_eq!(s.got, want);
     }
 
     #[test]
     fn slow_consumer_skips_stale_ticks_keeps_priority() {
-        let mut o = Outbox::default();
+        let mut q = SendQueue::default();
         let mut s = Sink { got: vec![], room: 5 };
-        o.push_shared(tick(1, 10, false), false, 15, 100);
-        o.flush(&mut s).unwrap();
-        o.push_shared(tick(2, 10, true), false, 15, 100);
-        o.push_shared(tick(3, 10, false), false, 15, 100);
+        q.push_shared(tick(1, 10, false), false, 15, 100);
+        q.flush(&mut s).unwrap();
+        q.push_shared(tick(2, 10, true), false, 15, 100);
+        q.push_shared(tick(3, 10, false), false, 15, 100);
         // Above the soft cap: tick 3 is stale, tick 1 is half-written and must finish.
-        let r = o.push_shared(tick(4, 10, false), false, 15, 100);
+        let r = q.push_shared(tick(4, 10, false), false, 15, 100);
         assert_eq!(r, PushOutcome { skipped: 1, over_hard_cap: false });
         s.room = 1000;
-        o.flush(&mut s).unwrap();
+        q.flush(&mut s).unwrap();
         let want: Vec<u8> = [[1u8; 10], [2; 10], [4; 10]].concat();
         assert_eq!(s.got, want);
     }
 
     #[test]
     fn hard_cap_is_reported_and_clear_keeps_partial_head() {
-        let mut o = Outbox::default();
+        let mut q = SendQueue::default();
         let mut s = Sink { got: vec![], room: 3 };
-        assert!(!o.push_owned(vec![9; 10].into(), 25).over_hard_cap);
-        o.flush(&mut s).unwrap();
-        o.push_owned(vec![8; 10].into(), 25);
-        assert!(o.push_owned(vec![7; 10].into(), 25).over_hard_cap);
-        assert_eq!(o.clear_unsent(), 2);
-        assert_eq!(o.queued_bytes(), 7);
+        assert!(!q.push_owned(vec![9; 10].into(), 25).over_hard_cap);
+        q.flush(&mut s).unwrap();
+        q.push_owned(vec![8; 10].into(), 25);
+        assert!(q.push_owned(vec![7; 10].into(), 25).over_hard_cap);
+        assert_eq!(q.clear_unsent(), 2);
+        assert_eq!(q.queued_bytes(), 7);
         s.room = 100;
-        o.flush(&mut s).unwrap();
+        q.flush(&mut s).unwrap();
         assert_eq!(s.got, vec![9; 10]);
     }
 }

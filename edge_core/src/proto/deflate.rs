@@ -1,7 +1,8 @@
 //! permessage-deflate (RFC 7692): offer negotiation, per-message compress and bounded inflate.
 //!
 //! The server always answers with `server_no_context_takeover`, so a message compresses the same
-//! way for every client and one compressed tick frame serves them all (design.md §2).
+//! way for every client and one compressed tick frame serves them all (docs/operations.md §4,
+//! Deflate).
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 

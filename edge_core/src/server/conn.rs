@@ -1,9 +1,10 @@
 //! One connection's record. Idle, it holds no buffers: ~170 bytes in the slab plus its
-//! subscription entries (design.md §2 target ≤1 KB of process RSS per idle connection).
+//! subscription entries (the target is ≤1 KB of process RSS per idle connection:
+//! docs/operations.md §6).
 
 use mio::net::TcpStream;
 
-use crate::fanout::outbox::Outbox;
+use crate::fanout::send_queue::SendQueue;
 use crate::proto::codec::RxState;
 use crate::proto::deflate::DeflateParams;
 
@@ -14,7 +15,7 @@ pub enum State {
     Open,
     /// Our close frame is queued or sent; reading on until the peer's close or the linger ends.
     Closing,
-    /// Nothing more to read: drop once the outbox is flushed (or the linger ends).
+    /// Nothing more to read: drop once the send queue is flushed (or the linger ends).
     Finishing,
 }
 
@@ -40,7 +41,7 @@ pub struct Conn {
     pub last_progress_ms: u64,
     /// Handshake or linger deadline.
     pub deadline_ms: u64,
-    pub out: Outbox,
+    pub out: SendQueue,
     pub rx: RxState,
     /// Bytes of an unfinished request or frame.
     pub inbuf: Vec<u8>,
@@ -65,7 +66,7 @@ impl Conn {
             last_read_ms: now_ms,
             last_progress_ms: now_ms,
             deadline_ms: handshake_deadline_ms,
-            out: Outbox::default(),
+            out: SendQueue::default(),
             rx: RxState::default(),
             inbuf: Vec::new(),
             subs: Vec::new(),

@@ -17,7 +17,7 @@ use slab::Slab;
 
 use super::conn::{Conn, State};
 use super::shared::{Cmd, Event, Shared, ThreadStats};
-use crate::fanout::outbox::PushOutcome;
+use crate::fanout::send_queue::PushOutcome;
 use crate::fanout::tick::SharedFrame;
 use crate::proto::codec::{self, Incoming, RxConfig, Scratch};
 use crate::proto::deflate::DeflaterSet;
