@@ -3,8 +3,8 @@
     python -m bench.meta_store                                   # PostgreSQL (shared server) + SQLite
     python -m bench.meta_store --postgres URL --lookups 20000 --actions 20000 --concurrency 10
 
-PostgreSQL runs on a database of its own (``lc_bench_meta``, dropped and recreated from the
-migrations each run) with ``pool_max=--concurrency``; SQLite, the embedded baseline, on a file in
+PostgreSQL runs on a database of its own (``lc_bench_meta``, created and migrated for the run,
+dropped after it) with ``pool_max=--concurrency``; SQLite, the embedded baseline, on a file in
 a temporary folder. Per backend:
 
 - ``get_ban`` one at a time (latency of one lookup: a round trip plus the index probe), against
@@ -116,6 +116,14 @@ async def fresh_postgres_database(admin_url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
 
 
+async def drop_postgres_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     if args.postgres != "none":
@@ -126,6 +134,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             results["postgresql"] = {"url": url, **await measure(store, args)}
         finally:
             await store.aclose()
+            await drop_postgres_database(args.postgres, "lc_bench_meta")
     if not args.no_sqlite:
         with tempfile.TemporaryDirectory() as folder:
             url = f"sqlite://{folder}/meta.db"

@@ -633,7 +633,7 @@ class PostgresMetaStore:
                     p AS (DELETE FROM pins WHERE expires_at IS NOT NULL AND expires_at <= $1 RETURNING 1)
                SELECT (SELECT count(*) FROM b) + (SELECT count(*) FROM p)""",
             _now(now),
-            retry=True,
+            retry=False,
         )
         return int(row[0])
 
