@@ -1,8 +1,11 @@
 //! The running edge: I/O threads, the ticker thread, and the handle the bridge calls.
 
 pub mod conn;
+pub mod events;
+pub mod link;
 pub mod shared;
 pub mod sink;
+pub mod stats;
 pub mod worker;
 
 use std::io;
@@ -18,8 +21,11 @@ use crate::fanout::hub::HubState;
 use crate::fanout::tick::{self, SharedFrame};
 use crate::proto::deflate::Deflater;
 use crate::settings::Settings;
-pub use shared::Event;
-use shared::{lock, Cmd, EventSink, Shared, WorkerLink};
+pub use events::Event;
+use events::EventSink;
+use link::{Cmd, WorkerLink};
+use shared::{lock, Shared};
+pub use stats::Counters;
 
 fn bind(addr: SocketAddr, settings: &Settings) -> io::Result<std::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
@@ -41,9 +47,6 @@ fn bind(addr: SocketAddr, settings: &Settings) -> io::Result<std::net::TcpListen
     s.listen(settings.listen_backlog)?;
     Ok(s.into())
 }
-
-/// Named counters, in a fixed order.
-pub type Counters = Vec<(&'static str, u64)>;
 
 /// A started edge. Dropping it stops it.
 pub struct Edge {
@@ -219,7 +222,7 @@ impl Edge {
     /// Totals, then per-thread counters.
     pub fn stats(&self) -> (Counters, Vec<Counters>) {
         let per: Vec<_> = self.shared.workers.iter().map(|w| w.stats.snapshot()).collect();
-        let mut total: Vec<(&'static str, u64)> = per[0].iter().map(|(k, _)| (*k, 0)).collect();
+        let mut total: Counters = per[0].iter().map(|(k, _)| (*k, 0)).collect();
         for t in &per {
             for (i, (_, v)) in t.iter().enumerate() {
                 total[i].1 += v;

@@ -16,7 +16,10 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::{Conn, State};
-use super::shared::{Cmd, Event, Shared, ThreadStats};
+use super::events::Event;
+use super::link::Cmd;
+use super::shared::Shared;
+use super::stats::ThreadStats;
 use crate::fanout::send_queue::PushOutcome;
 use crate::fanout::tick::SharedFrame;
 use crate::proto::codec::{self, Incoming, RxConfig, Scratch};

@@ -1,0 +1,66 @@
+//! How other threads reach one I/O thread: its command queue, its waker, its live-id table.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::shared::lock;
+use super::stats::ThreadStats;
+use crate::fanout::tick::SharedFrame;
+
+/// A command for one I/O thread.
+pub enum Cmd {
+    Subscribe(u64, u32),
+    Unsubscribe(u64, u32),
+    Send(u64, Arc<SharedFrame>),
+    SendMany(Vec<u64>, Arc<SharedFrame>),
+    SendBatch(Vec<(u64, Arc<SharedFrame>)>),
+    Close(u64, u16, String),
+    Ticks(Arc<Vec<(u32, Arc<SharedFrame>)>>),
+    /// Stop accepting, close every connection with 1001, exit once empty or after the drain time.
+    Shutdown(std::time::Duration),
+}
+
+/// One I/O thread as the others see it: its command queue, waker and counters.
+pub struct WorkerLink {
+    cmds: Mutex<Vec<Cmd>>,
+    waker: mio::Waker,
+    pub stats: ThreadStats,
+    /// The id living in each slot (0 = free), so callers can tell a dead id at once: 8 bytes
+    /// per slot, written on accept and close, read by the bridge.
+    live: RwLock<Vec<u64>>,
+}
+
+impl WorkerLink {
+    pub fn new(waker: mio::Waker) -> Self {
+        Self { cmds: Mutex::new(Vec::new()), waker, stats: ThreadStats::default(), live: RwLock::new(Vec::new()) }
+    }
+
+    pub fn set_live(&self, slot: usize, id: u64) {
+        let mut live = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if live.len() <= slot {
+            live.resize(slot + 1, 0);
+        }
+        live[slot] = id;
+    }
+
+    /// Whether `id` is an open connection of this thread right now.
+    pub fn is_live(&self, id: u64, slot: usize) -> bool {
+        let live = self.live.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        live.get(slot) == Some(&id)
+    }
+
+    /// Queue a command; the thread is woken only when its queue was empty.
+    pub fn send(&self, cmd: Cmd) {
+        let was_empty = {
+            let mut q = lock(&self.cmds);
+            q.push(cmd);
+            q.len() == 1
+        };
+        if was_empty {
+            let _ = self.waker.wake();
+        }
+    }
+
+    pub fn take(&self, into: &mut Vec<Cmd>) {
+        std::mem::swap(&mut *lock(&self.cmds), into);
+    }
+}
