@@ -79,3 +79,13 @@ def cluster_url() -> str:
         return service_url("redis-cluster")
     except RuntimeError as exc:
         pytest.fail(f"the Redis Cluster could not start: {exc}")
+
+
+def toxiproxy_api() -> str:
+    """URL of the shared Toxiproxy's API; FAILS (never skips) when it cannot start."""
+    from tests.cluster_services import service_url
+
+    try:
+        return service_url("toxiproxy")
+    except RuntimeError as exc:
+        pytest.fail(f"Toxiproxy could not start: {exc}")

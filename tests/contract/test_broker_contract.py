@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
-from livechat.backends import open_broker
+from livechat.backends import open_broker, open_registry
 from livechat.ports import BackendUnavailable, Broker, BrokerHandler, ClosedError
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis_service import RedisServer, cluster_url, free_redis_ports
+from redis_service import RedisServer, cluster_url, free_redis_ports, toxiproxy_api
 
 BrokerOpener = Callable[[str], Awaitable[Broker]]
 
@@ -48,14 +49,13 @@ class Collector:
 
     async def until(self, done: object) -> None:
         """Wait until ``done()`` is true (a callable), failing after WAIT_S."""
+        await asyncio.wait_for(self.until_forever(done), WAIT_S)
+
+    async def until_forever(self, done: object) -> None:
         assert callable(done)
-
-        async def loop() -> None:
-            while not done():
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(loop(), WAIT_S)
+        while not done():
+            self._changed.clear()
+            await self._changed.wait()
 
     def payloads(self, stream: str) -> list[bytes]:
         return [p for s, p in self.messages if s == stream]
@@ -326,6 +326,46 @@ async def test_redis_down_raises_unavailable_then_recovers(
         await a.aclose()
         await b.aclose()
         server.stop()
+
+
+async def test_redis_black_hole_surfaces_within_two_seconds_then_heals_with_a_gap(
+    redis_server: RedisServer,
+) -> None:
+    """Replies stop (no EOF, no reset): publish and registry calls fail within ~2 s, not after
+    redis-py's default retries; the silent subscribe connection is noticed (PING) and, once the
+    network heals, resubscribed with a gap report."""
+    from tests.cluster_services import Toxiproxy
+
+    toxiproxy = Toxiproxy(toxiproxy_api())
+    name = f"lc-redis-{uuid.uuid4().hex[:10]}"
+    listen = toxiproxy.proxy(name, "127.0.0.1:0", f"127.0.0.1:{redis_server.port}")["listen"]
+    url, prefix = f"redis://{listen}", f"bh{uuid.uuid4().hex[:8]}:"
+    a = await open_broker(url, edge_id="bh-a", prefix=prefix)
+    b = await open_broker(url, edge_id="bh-b", prefix=prefix)
+    registry = await open_registry(url, prefix=prefix)
+    got_b = Collector()
+    a.set_handler(Collector())
+    b.set_handler(got_b)
+    try:
+        await b.subscribe("s")
+        assert await registry.allow("k", 5, 60.0) is True
+        toxiproxy.add_toxic(name, "timeout", "downstream", {"timeout": 0})
+        for call in (lambda: a.publish("s", b"lost"), lambda: registry.allow("k", 5, 60.0)):
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailable):
+                await call()
+            assert 0.5 < time.monotonic() - started < 2.0
+        await asyncio.sleep(2.5)  # b's PING goes unanswered: its subscriptions count as lost
+        toxiproxy.remove_toxic(name, "timeout_downstream")
+        await asyncio.wait_for(got_b.until_forever(lambda: got_b.gaps == [["s"]]), 15.0)
+        await a.publish("s", b"back")
+        await got_b.until(lambda: got_b.messages == [("s", b"back")])
+        assert await registry.allow("k", 5, 60.0) is True
+    finally:
+        await a.aclose()
+        await b.aclose()
+        await registry.aclose()
+        toxiproxy.delete_proxy(name)
 
 
 # -- Redis Cluster only: channels on every shard, a lost shard connection -----------------------

@@ -41,7 +41,9 @@ from redis.asyncio.cluster import RedisCluster
 
 from livechat.backends.redis_connect import (
     CONFIRM_TIMEOUT_S,
+    CONNECT_TIMEOUT_S,
     DEFAULT_PREFIX,
+    HEALTH_INTERVAL_S,
     RECONNECT_MAX_S,
     RECONNECT_MIN_S,
     REDIS_ERRORS,
@@ -107,12 +109,14 @@ class _Topology:
     async def refresh(self) -> None:
         """Re-read the slot map (cluster), e.g. after a failover; a no-op for one server."""
         if isinstance(self._client, RedisCluster):
-            await self._client.nodes_manager.initialize()
+            async with asyncio.timeout(CONNECT_TIMEOUT_S + REPLY_TIMEOUT_S):
+                await self._client.nodes_manager.initialize()
 
 
 @dataclass(slots=True)
 class _Sent:
-    """A (S)SUBSCRIBE/SUNSUBSCRIBE written to a shard, awaiting its reply (Redis answers in order)."""
+    """A SSUBSCRIBE/SUNSUBSCRIBE/PING written to a shard, awaiting its reply (Redis answers in
+    order)."""
 
     kind: bytes
     channel: bytes
@@ -131,10 +135,11 @@ class _Shard:
     outbox: deque[_Sent] = field(default_factory=deque)
     reader: asyncio.Task[None] | None = None
     writer: asyncio.Task[None] | None = None
+    pinger: asyncio.Task[None] | None = None
     alive: bool = True
 
     def send(self, kind: bytes, channel: bytes, wait: bool) -> asyncio.Future[None] | None:
-        """Queue SSUBSCRIBE/SUNSUBSCRIBE of ``channel``; writes keep queue order."""
+        """Queue SSUBSCRIBE/SUNSUBSCRIBE of ``channel`` (or a PING); writes keep queue order."""
         done = asyncio.get_running_loop().create_future() if wait else None
         self.outbox.append(_Sent(kind, channel, done))
         if self.writer is None:
@@ -148,8 +153,10 @@ class _Shard:
                 self.sent.append(sent)  # before the write: the reply may come before we resume
                 if sent.kind == b"ssubscribe":
                     await self.pubsub.ssubscribe(sent.channel)
-                else:
+                elif sent.kind == b"sunsubscribe":
                     await self.pubsub.sunsubscribe(sent.channel)
+                else:
+                    await self.pubsub.ping()
         except Exception as exc:  # the reader sees the same broken connection and reports it
             log.debug("redis subscribe write to %s failed: %s", self.name, exc)
         finally:
@@ -186,7 +193,7 @@ class _Shard:
     async def close(self) -> None:
         self.alive = False
         current = asyncio.current_task()
-        for task in (self.reader, self.writer):
+        for task in (self.reader, self.writer, self.pinger):
             if task is not None and task is not current:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -363,7 +370,8 @@ class RedisBroker:
             client = node_client(self._target, host, port, f"livechat-sub:{self._edge_id}")
             pubsub = client.pubsub()
             try:
-                await pubsub.connect()  # type: ignore[no-untyped-call]
+                async with asyncio.timeout(CONNECT_TIMEOUT_S + REPLY_TIMEOUT_S):
+                    await pubsub.connect()  # type: ignore[no-untyped-call]
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     await client.aclose()
@@ -374,6 +382,7 @@ class RedisBroker:
                 raise ClosedError("broker is closed")
             shard = _Shard(name, client, pubsub)
             shard.reader = loop.create_task(self._read(shard), name=f"livechat-redis-sub-{name}")
+            shard.pinger = loop.create_task(self._ping(shard), name=f"livechat-redis-ping-{name}")
             self._shards[name] = shard
             opening.set_result(shard)
             return shard
@@ -444,6 +453,20 @@ class RedisBroker:
         except Exception as exc:
             self._lose(shard, translate(exc, f"subscribe connection to {shard.name}"))
 
+    async def _ping(self, shard: _Shard) -> None:
+        """PING the subscribe connection every HEALTH_INTERVAL_S; no PONG in time = lost."""
+        while shard.alive:
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+            pong = shard.send(b"ping", b"", wait=True)
+            assert pong is not None
+            try:
+                await asyncio.wait_for(asyncio.shield(pong), REPLY_TIMEOUT_S)
+            except TimeoutError:
+                self._lose(shard, BackendUnavailable(f"redis {shard.name} did not answer PING in time"))
+                return
+            except Exception:  # the connection failed; the reader reports it
+                return
+
     def _on_message(self, shard: _Shard, message: dict[str, Any]) -> None:
         kind = message["type"]
         channel = message["channel"]
@@ -455,6 +478,8 @@ class RedisBroker:
                 self._deliver(self._channels[channel], data)
             elif channel in (self._ctl_all, self._ctl_mine):
                 self._deliver(None, data)
+        elif kind == "pong":
+            shard.reply(b"ping", b"")
         elif kind in ("ssubscribe", "sunsubscribe"):
             if shard.reply(kind.encode(), channel):
                 return

@@ -45,6 +45,9 @@ REPLY_TIMEOUT_S = 1.0
 CONNECT_TIMEOUT_S = 0.5
 # Subscription confirmations: SSUBSCRIBE answered within this, or the subscribe fails.
 CONFIRM_TIMEOUT_S = 2.0
+# A subscribe connection PINGs this often; no PONG within REPLY_TIMEOUT_S counts as lost (a
+# black-holed connection never reports EOF, and its subscriptions would be lost silently).
+HEALTH_INTERVAL_S = 1.0
 # Resubscribing after a lost subscriber connection: backoff between attempts.
 RECONNECT_MIN_S = 0.05
 RECONNECT_MAX_S = 2.0
