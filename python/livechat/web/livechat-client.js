@@ -16,9 +16,108 @@
 
 import { decode, encode } from "./msgpack.js";
 
-const REFUSED_TOKEN = new Set([4001, 4002]);
-const TOKEN_EXPIRED = 4003;
-const CLOSE_ABNORMAL = 1006;
+// BEGIN CODES: generated from livechat/protocol/codes.py by `python tests/unit/test_codes_agree.py --write`
+// (tests/unit/test_codes_agree.py fails when this block differs from codes.py).
+export const CLOSE = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  UNSUPPORTED: 1003,
+  NO_STATUS: 1005,
+  ABNORMAL: 1006,
+  INVALID_PAYLOAD: 1007,
+  POLICY: 1008,
+  TOO_BIG: 1009,
+  INTERNAL: 1011,
+  AUTH_REQUIRED: 4001,
+  AUTH_INVALID: 4002,
+  AUTH_EXPIRED: 4003,
+  TOO_MANY_ERRORS: 4005,
+  SLOW_CONSUMER: 4008,
+  WRITE_TIMEOUT: 4009,
+});
+export const ERROR = Object.freeze({
+  BAD_FRAME: "bad_frame",
+  BAD_MSGPACK: "bad_msgpack",
+  BAD_UTF8: "bad_utf8",
+  UNKNOWN_OP: "unknown_op",
+  BAD_FIELD: "bad_field",
+  TEXT_EMPTY: "text_empty",
+  TEXT_TOO_LONG: "text_too_long",
+  BAD_TEXT: "bad_text",
+  AUTH_REQUIRED: "auth_required",
+  AUTH_INVALID: "auth_invalid",
+  AUTH_EXPIRED: "auth_expired",
+  READ_ONLY: "read_only",
+  FORBIDDEN: "forbidden",
+  NOT_JOINED: "not_joined",
+  TOO_MANY_STREAMS: "too_many_streams",
+  NOT_FOUND: "not_found",
+  RATE_LIMITED: "rate_limited",
+  SLOW_MODE: "slow_mode",
+  STREAM_BUSY: "stream_busy",
+  BANNED: "banned",
+  TIMED_OUT: "timed_out",
+  COMMENTS_OFF: "comments_off",
+  FOLLOWERS_ONLY: "followers_only",
+  REJECTED: "rejected",
+  UNAVAILABLE: "unavailable",
+  INTERNAL: "internal",
+});
+export const OP = Object.freeze({
+  JOIN: "join",
+  LEAVE: "leave",
+  POST: "post",
+  REACT: "react",
+  LIKE: "like",
+  UNLIKE: "unlike",
+  HISTORY: "history",
+  PING: "ping",
+  REPORT: "report",
+  DELETE: "delete",
+  PURGE: "purge",
+  TIMEOUT: "timeout",
+  BAN: "ban",
+  UNBAN: "unban",
+  PIN: "pin",
+  UNPIN: "unpin",
+  HIGHLIGHT: "highlight",
+  SLOW: "slow",
+  FOLLOWERS_ONLY: "followers_only",
+  COMMENTS: "comments",
+});
+export const MESSAGE = Object.freeze({
+  TICK: "tick",
+  DIRECT: "ev",
+  ACK: "ack",
+  ERROR: "err",
+  OK: "ok",
+  SNAPSHOT: "snapshot",
+  HISTORY: "history",
+  PONG: "pong",
+  NOTICE: "notice",
+});
+export const EVENT = Object.freeze({
+  COMMENT: "c",
+  DELETE: "del",
+  PURGE: "purge",
+  BAN: "ban",
+  UNBAN: "unban",
+  PIN: "pin",
+  HIGHLIGHT: "hl",
+  MODES: "modes",
+  GAP: "gap",
+});
+export const STATE = Object.freeze({
+  COUNTS: "n",
+  REACTIONS: "rx",
+  LIKES: "likes",
+  TIER: "tier",
+});
+// END CODES
+
+// Close codes after which reconnecting with the same token cannot help (docs/protocol.md §7).
+const REFUSED_TOKEN = new Set([CLOSE.AUTH_REQUIRED, CLOSE.AUTH_INVALID, CLOSE.AUTH_EXPIRED]);
 const RID_MAX = Number.MAX_SAFE_INTEGER;
 
 export class LiveChatError extends Error {
@@ -152,7 +251,7 @@ export class LiveChatClient extends EventTarget {
     if (this.finalError) return;
     this.closing = true;
     clearTimeout(this.reconnectTimer);
-    if (this.ws) this.ws.close(1000);
+    if (this.ws) this.ws.close(CLOSE.NORMAL);
     this.finish(new LiveChatError("closed", "the client was closed"));
   }
 
@@ -173,12 +272,12 @@ export class LiveChatClient extends EventTarget {
       };
       ws.onclose = (e) => {
         clearTimeout(timer);
-        this.onSocketClosed(generation, e.code || CLOSE_ABNORMAL, e.reason || "");
+        this.onSocketClosed(generation, e.code || CLOSE.ABNORMAL, e.reason || "");
         reject(this.finalError || new LiveChatError("connection_lost", `closed with ${e.code}`));
       };
       ws.onopen = () => {
         // A ping proves the token was accepted: the server handles the open before any message.
-        const { rid, promise } = this.submit(() => ({ op: "ping" }), { now: true });
+        const { rid, promise } = this.submit(() => ({ op: OP.PING }), { now: true });
         this.wait(rid, promise, this.config.connectTimeoutMs).then(
           () => { clearTimeout(timer); resolve(); },
           (err) => { clearTimeout(timer); reject(err); },
@@ -194,7 +293,7 @@ export class LiveChatClient extends EventTarget {
     this.generation++;
     if (ws) {
       ws.close();
-      this.losePending(null, CLOSE_ABNORMAL, "abandoned by the client");
+      this.losePending(null, CLOSE.ABNORMAL, "abandoned by the client");
     }
   }
 
@@ -216,7 +315,7 @@ export class LiveChatClient extends EventTarget {
     let finalError = null;
     if (this.closing) {
       finalError = new LiveChatError("closed", "the client was closed");
-    } else if (REFUSED_TOKEN.has(code) || code === TOKEN_EXPIRED) {
+    } else if (REFUSED_TOKEN.has(code)) {
       const [errCode, msg] = this.lastError || [`close_${code}`, reason];
       finalError = new LiveChatError(errCode, msg, { close: code });
     }
@@ -317,9 +416,9 @@ export class LiveChatClient extends EventTarget {
 
   joinMessage(stream) {
     const view = this.views.get(stream);
-    if (!view || !view.joined) return { op: "join", stream };
+    if (!view || !view.joined) return { op: OP.JOIN, stream };
     // At least 1: an empty stream's first comments are recovered too.
-    return { op: "join", stream, last_id: view.lastId > 0n ? view.lastId : 1n };
+    return { op: OP.JOIN, stream, last_id: view.lastId > 0n ? view.lastId : 1n };
   }
 
   // -- operations ---------------------------------------------------------------------------------
@@ -339,7 +438,7 @@ export class LiveChatClient extends EventTarget {
 
   leave(stream) {
     this.views.delete(stream);
-    return this.request(() => ({ op: "leave", stream }));
+    return this.request(() => ({ op: OP.LEAVE, stream }));
   }
 
   view(stream) {
@@ -348,16 +447,16 @@ export class LiveChatClient extends EventTarget {
 
   post(stream, text, { replyTo, cmid } = {}) {
     const id = cmid || (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`);
-    const message = { op: "post", stream, text, cmid: id, reply_to: replyTo };
+    const message = { op: OP.POST, stream, text, cmid: id, reply_to: replyTo };
     return this.request(() => message, { resend: true });
   }
 
-  react(stream, emoji) { return this.request(() => ({ op: "react", stream, emoji })); }
-  like(stream, id) { return this.request(() => ({ op: "like", stream, id })); }
-  unlike(stream, id) { return this.request(() => ({ op: "unlike", stream, id })); }
-  history(stream, { before, limit } = {}) { return this.request(() => ({ op: "history", stream, before, limit })); }
-  ping() { return this.request(() => ({ op: "ping" })); }
-  report(stream, fields) { return this.request(() => ({ op: "report", stream, ...fields })); }
+  react(stream, emoji) { return this.request(() => ({ op: OP.REACT, stream, emoji })); }
+  like(stream, id) { return this.request(() => ({ op: OP.LIKE, stream, id })); }
+  unlike(stream, id) { return this.request(() => ({ op: OP.UNLIKE, stream, id })); }
+  history(stream, { before, limit } = {}) { return this.request(() => ({ op: OP.HISTORY, stream, before, limit })); }
+  ping() { return this.request(() => ({ op: OP.PING })); }
+  report(stream, fields) { return this.request(() => ({ op: OP.REPORT, stream, ...fields })); }
 
   /** Moderator / broadcaster operations: delete, purge, timeout, ban, unban, pin, unpin,
    * highlight, slow, followers_only, comments (fields as in docs/protocol.md §2). */
@@ -378,12 +477,12 @@ export class LiveChatClient extends EventTarget {
     }
     if (msg === null || typeof msg !== "object") return;
     switch (msg.t) {
-      case "tick": return this.onEvents(msg, "tick");
-      case "ev": return this.onEvents(msg, "direct");
-      case "snapshot": return this.onSnapshot(msg);
-      case "err": return this.onError(msg);
-      case "notice": return this.emit("notice", { notice: msg });
-      case "ack": case "ok": case "history": case "pong": return this.resolve(msg.rid, msg);
+      case MESSAGE.TICK: return this.onEvents(msg, "tick");
+      case MESSAGE.DIRECT: return this.onEvents(msg, "direct");
+      case MESSAGE.SNAPSHOT: return this.onSnapshot(msg);
+      case MESSAGE.ERROR: return this.onError(msg);
+      case MESSAGE.NOTICE: return this.emit("notice", { notice: msg });
+      case MESSAGE.ACK: case MESSAGE.OK: case MESSAGE.HISTORY: case MESSAGE.PONG: return this.resolve(msg.rid, msg);
       default: return undefined;
     }
   }
@@ -399,22 +498,22 @@ export class LiveChatClient extends EventTarget {
     if (!view) return;
     for (const event of msg.e || []) {
       switch (event.k) {
-        case "c":
+        case EVENT.COMMENT:
           if (!view.seen.add(event.id)) break;
           if (big(event.id) > view.lastId) view.lastId = big(event.id);
           this.emit("comment", { stream, comment: event, source });
           break;
-        case "del":
+        case EVENT.DELETE:
           this.emit("delete", { stream, id: event.id, keep: event.keep });
           break;
-        case "gap":
+        case EVENT.GAP:
           this.emit("gap", { stream, event });
           this.request(() => this.joinMessage(stream)).catch(() => {});
           break;
-        case "purge": case "ban": case "unban": case "pin": case "modes":
+        case EVENT.PURGE: case EVENT.BAN: case EVENT.UNBAN: case EVENT.PIN: case EVENT.MODES:
           this.emit(event.k, { stream, event });
           break;
-        case "hl":
+        case EVENT.HIGHLIGHT:
           this.emit("highlight", { stream, event });
           break;
         default:
