@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::fanout::hub::TickTiming;
+use crate::server::ConnId;
 use crate::settings::{Mode, Settings};
 
 const KEYS: &[&str] = &[
@@ -90,8 +91,9 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<Settings> {
         deflate_level: get(&d, "deflate_level")?,
         validate_msgpack: get(&d, "validate_msgpack")?,
     };
-    if s.io_threads == 0 || s.io_threads > 127 {
-        return Err(PyValueError::new_err("edge config: io_threads must be 1..=127"));
+    if s.io_threads == 0 || s.io_threads > ConnId::MAX_THREADS {
+        let max = ConnId::MAX_THREADS;
+        return Err(PyValueError::new_err(format!("edge config: io_threads must be 1..={max}")));
     }
     if s.tick.min > s.tick.max || s.tick.min.is_zero() {
         return Err(PyValueError::new_err("edge config: need 0 < tick_min_ms <= tick_max_ms"));

@@ -15,7 +15,7 @@ use crate::fanout::tick::{self, TickParts};
 use crate::proto::codec::{self, Incoming, RxConfig, Scratch};
 use crate::proto::deflate::{DeflateParams, Deflater, Inflater};
 use crate::proto::{close, codes, frame, msgpack};
-use crate::server::{self, Event};
+use crate::server::{self, ConnId, Event};
 use crate::settings::Settings;
 
 const EVENT_OPEN: u8 = 1;
@@ -39,7 +39,7 @@ fn event_to_py<'py>(py: Python<'py>, e: Event) -> PyResult<Bound<'py, PyTuple>> 
     Ok(match e {
         Event::Open { id, path, peer, authorization } => {
             let data = (path, peer, authorization).into_pyobject(py)?;
-            (EVENT_OPEN, id, data).into_pyobject(py)?
+            (EVENT_OPEN, id.raw(), data).into_pyobject(py)?
         }
         Event::Message { id, data, text } => {
             let payload = if text {
@@ -48,9 +48,9 @@ fn event_to_py<'py>(py: Python<'py>, e: Event) -> PyResult<Bound<'py, PyTuple>> 
             } else {
                 PyBytes::new(py, &data).into_any()
             };
-            (EVENT_MESSAGE, id, payload).into_pyobject(py)?
+            (EVENT_MESSAGE, id.raw(), payload).into_pyobject(py)?
         }
-        Event::Close { id, code, reason } => (EVENT_CLOSE, id, (code, reason)).into_pyobject(py)?,
+        Event::Close { id, code, reason } => (EVENT_CLOSE, id.raw(), (code, reason)).into_pyobject(py)?,
     })
 }
 
@@ -86,11 +86,11 @@ impl Edge {
     }
 
     fn subscribe(&self, conn_id: u64, stream: &str) -> PyResult<bool> {
-        Ok(self.core()?.subscribe(conn_id, stream))
+        Ok(self.core()?.subscribe(ConnId::from_raw(conn_id), stream))
     }
 
     fn unsubscribe(&self, conn_id: u64, stream: &str) -> PyResult<bool> {
-        Ok(self.core()?.unsubscribe(conn_id, stream))
+        Ok(self.core()?.unsubscribe(ConnId::from_raw(conn_id), stream))
     }
 
     #[pyo3(signature = (stream, event, priority = false))]
@@ -113,20 +113,22 @@ impl Edge {
 
     #[pyo3(signature = (conn_id, data, binary = true))]
     fn send(&self, conn_id: u64, data: &[u8], binary: bool) -> PyResult<bool> {
-        Ok(self.core()?.send(conn_id, data, binary))
+        Ok(self.core()?.send(ConnId::from_raw(conn_id), data, binary))
     }
 
     #[pyo3(signature = (conn_ids, data, binary = true))]
     fn send_many(&self, py: Python<'_>, conn_ids: Vec<u64>, data: &[u8], binary: bool) -> PyResult<usize> {
         let core = self.core()?;
-        Ok(py.detach(|| core.send_many(&conn_ids, data, binary)))
+        // Same size and layout: collecting reuses the list's allocation.
+        let ids: Vec<ConnId> = conn_ids.into_iter().map(ConnId::from_raw).collect();
+        Ok(py.detach(|| core.send_many(&ids, data, binary)))
     }
 
     #[pyo3(signature = (items, binary = true))]
     fn send_batch(&self, py: Python<'_>, items: Vec<(u64, PyBackedBytes)>, binary: bool) -> PyResult<usize> {
         let core = self.core()?;
         // PyBackedBytes reads `bytes` in place: each payload is copied once, into its frame.
-        let refs: Vec<(u64, &[u8])> = items.iter().map(|(id, d)| (*id, &d[..])).collect();
+        let refs: Vec<(ConnId, &[u8])> = items.iter().map(|(id, d)| (ConnId::from_raw(*id), &d[..])).collect();
         Ok(py.detach(|| core.send_batch(&refs, binary)))
     }
 
@@ -135,7 +137,7 @@ impl Edge {
         if !close::may_send(code) {
             return Err(PyValueError::new_err(format!("close code {code} may not be sent")));
         }
-        Ok(self.core()?.close(conn_id, code, reason))
+        Ok(self.core()?.close(ConnId::from_raw(conn_id), code, reason))
     }
 
     fn set_static(&self, path: &str, content_type: &str, body: &[u8]) -> PyResult<()> {

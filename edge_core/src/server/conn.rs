@@ -4,6 +4,7 @@
 
 use mio::net::TcpStream;
 
+use super::conn_id::ConnId;
 use crate::fanout::send_queue::SendQueue;
 use crate::proto::codec::RxState;
 use crate::proto::deflate::DeflateParams;
@@ -21,7 +22,7 @@ pub enum State {
 
 pub struct Conn {
     pub sock: TcpStream,
-    pub id: u64,
+    pub id: ConnId,
     pub state: State,
     pub deflate: Option<DeflateParams>,
     pub ping_outstanding: bool,
@@ -50,7 +51,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, id: u64, now_ms: u64, handshake_deadline_ms: u64) -> Self {
+    pub fn new(sock: TcpStream, id: ConnId, now_ms: u64, handshake_deadline_ms: u64) -> Self {
         Self {
             sock,
             id,

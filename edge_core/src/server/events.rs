@@ -5,14 +5,15 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
+use super::conn_id::ConnId;
 use super::shared::lock;
 
 /// An inbound event for Python.
 #[derive(Debug)]
 pub enum Event {
-    Open { id: u64, path: String, peer: String, authorization: Option<String> },
-    Message { id: u64, data: Vec<u8>, text: bool },
-    Close { id: u64, code: u16, reason: String },
+    Open { id: ConnId, path: String, peer: String, authorization: Option<String> },
+    Message { id: ConnId, data: Vec<u8>, text: bool },
+    Close { id: ConnId, code: u16, reason: String },
 }
 
 /// Events waiting for Python, and the eventfd that tells asyncio so.
@@ -92,9 +93,9 @@ mod tests {
     fn eventfd_signals_once_per_batch_and_never_strands_events() {
         let s = EventSink::new().unwrap();
         assert!(!readable(s.fd()));
-        s.push_batch(&mut vec![Event::Close { id: 1, code: 1000, reason: String::new() }]);
+        s.push_batch(&mut vec![Event::Close { id: ConnId::from_raw(1), code: 1000, reason: String::new() }]);
         assert!(readable(s.fd()));
-        s.push_batch(&mut vec![Event::Close { id: 2, code: 1000, reason: String::new() }]);
+        s.push_batch(&mut vec![Event::Close { id: ConnId::from_raw(2), code: 1000, reason: String::new() }]);
         let got = s.drain(1);
         assert_eq!(got.len(), 1);
         assert!(readable(s.fd()), "one event left: still readable");

@@ -2,18 +2,19 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::conn_id::ConnId;
 use super::shared::lock;
 use super::stats::ThreadStats;
 use crate::fanout::tick::SharedFrame;
 
 /// A command for one I/O thread.
 pub enum Cmd {
-    Subscribe(u64, u32),
-    Unsubscribe(u64, u32),
-    Send(u64, Arc<SharedFrame>),
-    SendMany(Vec<u64>, Arc<SharedFrame>),
-    SendBatch(Vec<(u64, Arc<SharedFrame>)>),
-    Close(u64, u16, String),
+    Subscribe(ConnId, u32),
+    Unsubscribe(ConnId, u32),
+    Send(ConnId, Arc<SharedFrame>),
+    SendMany(Vec<ConnId>, Arc<SharedFrame>),
+    SendBatch(Vec<(ConnId, Arc<SharedFrame>)>),
+    Close(ConnId, u16, String),
     Ticks(Arc<Vec<(u32, Arc<SharedFrame>)>>),
     /// Stop accepting, close every connection with 1001, exit once empty or after the drain time.
     Shutdown(std::time::Duration),
@@ -34,18 +35,28 @@ impl WorkerLink {
         Self { cmds: Mutex::new(Vec::new()), waker, stats: ThreadStats::default(), live: RwLock::new(Vec::new()) }
     }
 
-    pub fn set_live(&self, slot: usize, id: u64) {
+    /// Record `id` as the connection in its slot.
+    pub fn set_live(&self, id: ConnId) {
+        self.set_slot(id.slot(), id.raw());
+    }
+
+    /// Record `slot` as free.
+    pub fn set_free(&self, slot: usize) {
+        self.set_slot(slot, 0);
+    }
+
+    fn set_slot(&self, slot: usize, raw: u64) {
         let mut live = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if live.len() <= slot {
             live.resize(slot + 1, 0);
         }
-        live[slot] = id;
+        live[slot] = raw;
     }
 
     /// Whether `id` is an open connection of this thread right now.
-    pub fn is_live(&self, id: u64, slot: usize) -> bool {
+    pub fn is_live(&self, id: ConnId) -> bool {
         let live = self.live.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        live.get(slot) == Some(&id)
+        live.get(id.slot()) == Some(&id.raw())
     }
 
     /// Queue a command; the thread is woken only when its queue was empty.

@@ -1,6 +1,7 @@
 //! The running edge: I/O threads, the ticker thread, and the handle the bridge calls.
 
 pub mod conn;
+pub mod conn_id;
 pub mod events;
 pub mod link;
 pub mod shared;
@@ -21,6 +22,7 @@ use crate::fanout::hub::HubState;
 use crate::fanout::tick::{self, SharedFrame};
 use crate::proto::deflate::Deflater;
 use crate::settings::Settings;
+pub use conn_id::ConnId;
 pub use events::Event;
 use events::EventSink;
 use link::{Cmd, WorkerLink};
@@ -65,7 +67,7 @@ impl Edge {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "host resolves to nothing"))?;
-        let n = settings.io_threads.clamp(1, 127);
+        let n = settings.io_threads.clamp(1, ConnId::MAX_THREADS);
         let mut listeners = Vec::with_capacity(n);
         let first = bind(addr, &settings)?;
         let port = first.local_addr()?.port();
@@ -114,10 +116,9 @@ impl Edge {
     }
 
     /// Queue `cmd` on the thread owning `id`; false when the connection is already gone.
-    fn to_owner(&self, id: u64, cmd: impl FnOnce() -> Cmd) -> bool {
-        let slot = (id & ((1 << worker::SLOT_BITS) - 1)) as usize;
+    fn to_owner(&self, id: ConnId, cmd: impl FnOnce() -> Cmd) -> bool {
         match self.shared.worker_of(id) {
-            Some(w) if w.is_live(id, slot) => {
+            Some(w) if w.is_live(id) => {
                 w.send(cmd());
                 true
             }
@@ -125,12 +126,12 @@ impl Edge {
         }
     }
 
-    pub fn subscribe(&self, id: u64, stream: &str) -> bool {
+    pub fn subscribe(&self, id: ConnId, stream: &str) -> bool {
         let sid = self.shared.hub().intern(stream);
         self.to_owner(id, || Cmd::Subscribe(id, sid))
     }
 
-    pub fn unsubscribe(&self, id: u64, stream: &str) -> bool {
+    pub fn unsubscribe(&self, id: ConnId, stream: &str) -> bool {
         let sid = self.shared.hub().intern(stream);
         self.to_owner(id, || Cmd::Unsubscribe(id, sid))
     }
@@ -160,14 +161,13 @@ impl Edge {
 
     /// Many direct sends in one call (a batch of acks): one command per I/O thread. Returns how
     /// many of the connections were open.
-    pub fn send_batch(&self, items: &[(u64, &[u8])], binary: bool) -> usize {
-        let mut per_thread: Vec<Vec<(u64, Arc<SharedFrame>)>> = vec![Vec::new(); self.shared.workers.len()];
+    pub fn send_batch(&self, items: &[(ConnId, &[u8])], binary: bool) -> usize {
+        let mut per_thread: Vec<Vec<(ConnId, Arc<SharedFrame>)>> = vec![Vec::new(); self.shared.workers.len()];
         let mut n = 0;
         for &(id, data) in items {
-            let slot = (id & ((1 << worker::SLOT_BITS) - 1)) as usize;
             let Some(w) = self.shared.worker_of(id) else { continue };
-            if w.is_live(id, slot) {
-                per_thread[(id >> 56) as usize].push((id, self.single_frame(data, binary)));
+            if w.is_live(id) {
+                per_thread[id.thread()].push((id, self.single_frame(data, binary)));
                 n += 1;
             }
         }
@@ -179,19 +179,18 @@ impl Edge {
         n
     }
 
-    pub fn send(&self, id: u64, data: &[u8], binary: bool) -> bool {
+    pub fn send(&self, id: ConnId, data: &[u8], binary: bool) -> bool {
         self.to_owner(id, || Cmd::Send(id, self.single_frame(data, binary)))
     }
 
     /// Returns how many of the ids were open connections.
-    pub fn send_many(&self, ids: &[u64], data: &[u8], binary: bool) -> usize {
+    pub fn send_many(&self, ids: &[ConnId], data: &[u8], binary: bool) -> usize {
         let f = self.single_frame(data, binary);
-        let mut per_thread: Vec<Vec<u64>> = vec![Vec::new(); self.shared.workers.len()];
+        let mut per_thread: Vec<Vec<ConnId>> = vec![Vec::new(); self.shared.workers.len()];
         let mut n = 0;
         for &id in ids {
-            let slot = (id & ((1 << worker::SLOT_BITS) - 1)) as usize;
-            if let Some(v) = per_thread.get_mut((id >> 56) as usize) {
-                if self.shared.workers[(id >> 56) as usize].is_live(id, slot) {
+            if let Some(v) = per_thread.get_mut(id.thread()) {
+                if self.shared.workers[id.thread()].is_live(id) {
                     v.push(id);
                     n += 1;
                 }
@@ -205,7 +204,7 @@ impl Edge {
         n
     }
 
-    pub fn close(&self, id: u64, code: u16, reason: &str) -> bool {
+    pub fn close(&self, id: ConnId, code: u16, reason: &str) -> bool {
         self.to_owner(id, || Cmd::Close(id, code, reason.to_owned()))
     }
 

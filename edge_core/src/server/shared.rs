@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
+use super::conn_id::ConnId;
 use super::events::EventSink;
 use super::link::WorkerLink;
 use crate::fanout::hub::HubState;
@@ -43,8 +44,8 @@ impl Shared {
     }
 
     /// The thread owning a connection id, if the id is well formed.
-    pub fn worker_of(&self, id: u64) -> Option<&WorkerLink> {
-        self.workers.get((id >> 56) as usize)
+    pub fn worker_of(&self, id: ConnId) -> Option<&WorkerLink> {
+        self.workers.get(id.thread())
     }
 }
 

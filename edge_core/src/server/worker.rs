@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::{Conn, State};
+use super::conn_id::ConnId;
 use super::events::Event;
 use super::link::Cmd;
 use super::shared::Shared;
@@ -31,9 +32,6 @@ use crate::settings::Mode;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
-/// Slot bits of a connection id: 4M connections per thread.
-pub const SLOT_BITS: u32 = 22;
-const SERIAL_BITS: u32 = 34;
 /// Reads per readiness event before yielding to other connections (64 KiB each).
 const READS_PER_TURN: usize = 16;
 const READ_BUF: usize = 64 * 1024;
@@ -207,7 +205,7 @@ impl Worker {
         let open = shared.open_connections.load(Ordering::Relaxed);
         if open >= shared.settings.max_connections
             || shared.draining.load(Ordering::Relaxed)
-            || self.conns.len() >= (1 << SLOT_BITS) - 1
+            || self.conns.len() >= ConnId::MAX_SLOTS
         {
             let _ = sock.write(&handshake::unavailable_response());
             ThreadStats::add(&self.stats().rejected, 1);
@@ -215,14 +213,14 @@ impl Worker {
         }
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
-        self.serial = (self.serial + 1) & ((1 << SERIAL_BITS) - 1);
-        let id = ((self.idx as u64) << 56) | (self.serial << SLOT_BITS) | slot as u64;
+        self.serial = ConnId::next_serial(self.serial);
+        let id = ConnId::new(self.idx, self.serial, slot);
         let deadline = self.now_ms + Self::ms(self.ctx.shared.settings.handshake_timeout);
         if self.poll.registry().register(&mut sock, Token(slot), Interest::READABLE | Interest::WRITABLE).is_err() {
             return;
         }
         entry.insert(Conn::new(sock, id, self.now_ms, deadline));
-        self.ctx.shared.workers[self.idx].set_live(slot, id);
+        self.ctx.shared.workers[self.idx].set_live(id);
         self.ctx.shared.open_connections.fetch_add(1, Ordering::Relaxed);
         ThreadStats::add(&self.stats().connections, 1);
         ThreadStats::add(&self.stats().accepted, 1);
@@ -602,7 +600,7 @@ impl Worker {
             self.unsubscribe_local(slot, s);
         }
         let conn = self.conns.remove(slot);
-        self.ctx.shared.workers[self.idx].set_live(slot, 0);
+        self.ctx.shared.workers[self.idx].set_free(slot);
         let was_open = conn.state != State::Handshake;
         if was_open && self.ctx.shared.settings.mode == Mode::App {
             self.ctx.events.push(Event::Close {
@@ -616,8 +614,8 @@ impl Worker {
         // Dropping the socket closes the fd, which also removes it from epoll.
     }
 
-    fn slot_of(&self, id: u64) -> Option<usize> {
-        let slot = (id & ((1 << SLOT_BITS) - 1)) as usize;
+    fn slot_of(&self, id: ConnId) -> Option<usize> {
+        let slot = id.slot();
         self.conns.get(slot).filter(|c| c.id == id).map(|_| slot)
     }
 
@@ -673,7 +671,7 @@ impl Worker {
 
     /// A direct send: the framed message is queued by reference, like a tick frame (it is a
     /// priority frame, so the slow-consumer policy never skips it).
-    fn send_frame(&mut self, id: u64, f: &Arc<SharedFrame>) {
+    fn send_frame(&mut self, id: ConnId, f: &Arc<SharedFrame>) {
         if let Some(slot) = self.slot_of(id) {
             self.queue_shared(slot, f);
         }
@@ -811,7 +809,7 @@ fn decode_frames(ctx: &mut Ctx, conn: &mut Conn, buf: &mut [u8]) -> DecodeOutcom
         }
         true
     });
-    ThreadStats::add(&shared.workers[(id >> 56) as usize].stats.messages_in, messages);
+    ThreadStats::add(&shared.workers[id.thread()].stats.messages_in, messages);
     match result {
         Ok(n) => out.consumed = n,
         Err(e) => out.error = Some(e),
