@@ -331,9 +331,9 @@ async def test_redis_down_raises_unavailable_then_recovers(
 async def test_redis_black_hole_surfaces_within_two_seconds_then_heals_with_a_gap(
     redis_server: RedisServer,
 ) -> None:
-    """Replies stop (no EOF, no reset): publish and registry calls fail within ~2 s, not after
-    redis-py's default retries; the silent subscribe connection is noticed (PING) and, once the
-    network heals, resubscribed with a gap report."""
+    """Replies stop coming (a minute of latency: no EOF, no reset): publish and registry calls fail
+    within ~2 s, not after redis-py's default retries; the silent subscribe connection is noticed
+    (its PING goes unanswered) and, once the network heals, resubscribed with a gap report."""
     from tests.cluster_services import Toxiproxy
 
     toxiproxy = Toxiproxy(toxiproxy_api())
@@ -349,14 +349,14 @@ async def test_redis_black_hole_surfaces_within_two_seconds_then_heals_with_a_ga
     try:
         await b.subscribe("s")
         assert await registry.allow("k", 5, 60.0) is True
-        toxiproxy.add_toxic(name, "timeout", "downstream", {"timeout": 0})
+        toxiproxy.add_toxic(name, "latency", "downstream", {"latency": 60_000})
         for call in (lambda: a.publish("s", b"lost"), lambda: registry.allow("k", 5, 60.0)):
             started = time.monotonic()
             with pytest.raises(BackendUnavailable):
                 await call()
             assert 0.5 < time.monotonic() - started < 2.0
         await asyncio.sleep(2.5)  # b's PING goes unanswered: its subscriptions count as lost
-        toxiproxy.remove_toxic(name, "timeout_downstream")
+        toxiproxy.remove_toxic(name, "latency_downstream")
         await asyncio.wait_for(got_b.until_forever(lambda: got_b.gaps == [["s"]]), 15.0)
         await a.publish("s", b"back")
         await got_b.until(lambda: got_b.messages == [("s", b"back")])
