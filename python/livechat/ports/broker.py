@@ -36,11 +36,14 @@ class BrokerHandler(Protocol):
         broadcast to every edge or addressed to this edge's id. Ordered per sender."""
 
     def on_gap(self, streams: Sequence[str]) -> None:
-        """The broker lost its connection and has re-established every subscription in ``streams``.
+        """The broker lost the subscriptions of ``streams`` and has re-established them.
 
-        Events published to these streams while the connection was down may be lost (at-most-once);
-        the edge should resync them (recovery from ``CommentLog`` / ``HistoryStore``). Not called on
-        the first connect.
+        Lost means: the connection carrying them failed, went silent (Redis: no PONG within ~1 s
+        of a PING sent every second), or (Redis Cluster) their slot moved to another master.
+        Events published to these streams meanwhile may be lost (at-most-once); the edge should
+        resync them (recovery from ``CommentLog`` / ``HistoryStore``). Streams unsubscribed in the
+        meantime are left out; a loss that covered no stream is not reported. Not called on the
+        first connect. On a cluster one lost shard reports only the streams it carried.
         """
 
 
@@ -48,8 +51,9 @@ class Broker(Protocol):
     """Fan-out between edges. One broker instance per edge process.
 
     Guarantees every backend keeps:
-    - **At-most-once**: an event reaches each subscribed edge once or not at all (never twice).
-      Loss only happens across a connection failure, which is reported with ``on_gap``.
+    - **At-most-once**: an event reaches each subscribed edge once or not at all (never twice: no
+      publish is ever retried). Loss only happens across a lost subscription, which is reported
+      with ``on_gap`` once it is re-established.
     - **Ordering**: events one edge publishes to one stream arrive at every other edge in publish
       order. Nothing is promised across publishers or across streams.
     - **No echo**: an edge never receives its own publications (it applied them locally before
@@ -92,15 +96,18 @@ class Broker(Protocol):
         """Send ``payload`` to every other edge subscribed to ``stream``, at most once each.
 
         Returns once the backing service accepted the event (Redis: the SPUBLISH reply arrived;
-        concurrent publishes may share one pipeline round trip). Raises BackendUnavailable when the
-        service is unreachable; the event is then not delivered anywhere.
+        concurrent publishes share one pipeline round trip, and per stream one message). Raises
+        BackendUnavailable when the service is unreachable or silent (Redis: within ~2 s); the
+        event may then have reached some edges or none, never twice.
         """
 
     async def publish_many(self, events: Sequence[tuple[str, bytes]]) -> None:
-        """``publish`` of each ``(stream, payload)`` in order, in one go (Redis: one write, one
-        round trip). Same delivery rules and ordering as that many ``publish`` calls. Raises
-        BackendUnavailable when the service is unreachable, BackendError when it refused one of
-        them; the others may have been delivered (at-most-once, never twice)."""
+        """``publish`` of each ``(stream, payload)``, in one go (Redis: one round trip, and the
+        events of one stream travel as one message). Same delivery rules as that many
+        ``publish`` calls: in order per stream, nothing promised across streams. Raises
+        BackendUnavailable when the service is unreachable (Redis: no reply within ~1 s),
+        BackendError when it refused one of them; the others may have been delivered
+        (at-most-once, never twice)."""
 
     async def publish_control(self, payload: bytes, edge_id: str | None = None) -> None:
         """Send a control message to one edge (``edge_id``) or to every other edge (None).
