@@ -29,8 +29,8 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 BROKER_BACKENDS = ["memory", "redis", "redis-cluster"]
 REGISTRY_BACKENDS = ["memory", "redis", "redis-cluster"]
 # Kafka / Cassandra / PostgreSQL join these lists when their backends land.
-LOG_BACKENDS = ["sqlite"]
-HISTORY_BACKENDS = ["sqlite"]
+LOG_BACKENDS = ["sqlite", "kafka"]
+HISTORY_BACKENDS = ["sqlite", "cassandra"]
 META_BACKENDS = ["sqlite", "postgres"]
 
 

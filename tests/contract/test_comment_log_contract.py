@@ -1,13 +1,35 @@
-"""CommentLog contract (livechat.ports.comment_log), run against every log backend."""
+"""CommentLog contract (livechat.ports.comment_log), run against every log backend.
+
+Kafka-only behaviour (the shared dedupe index in Redis and Redis Cluster, its crash rule and its
+fail-open rule) is at the end of this file.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from livechat.backends import open_comment_log
 from livechat.ports import ClosedError, CommentLog, LogEntry
+
+
+@pytest.fixture
+def another_log_url(log_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
+    """Each call: the URL of one more fresh, empty log on the same backend as ``log_url``."""
+    count = 0
+
+    def make() -> str:
+        nonlocal count
+        count += 1
+        if log_url.startswith("sqlite://"):
+            return f"sqlite://{tmp_path}/other-log-{count}.db"
+        module = importlib.import_module(f"backend_{log_url.partition('://')[0]}")
+        return str(module.fresh_url("log", request, tmp_path))
+
+    return make
 
 
 async def test_records_read_back_in_append_order_with_increasing_offsets(comment_log: CommentLog) -> None:
@@ -150,9 +172,9 @@ async def test_records_epoch_and_dedupe_survive_reopen(log_url: str) -> None:
         await log.aclose()
 
 
-async def test_a_new_log_has_a_new_epoch(log_url: str, tmp_path: Path) -> None:
+async def test_a_new_log_has_a_new_epoch(log_url: str, another_log_url: Callable[[], str]) -> None:
     a = await open_comment_log(log_url)
-    b = await open_comment_log(f"sqlite://{tmp_path}/other-log.db")
+    b = await open_comment_log(another_log_url())
     try:
         assert await a.epoch() != await b.epoch()
     finally:
@@ -174,3 +196,156 @@ async def test_closed_log_refuses_calls(log_url: str) -> None:
         await log.append("s", b"x")
     with pytest.raises(ClosedError):
         await log.read("s", -1, 1)
+
+
+async def test_origin_is_stored_with_each_record(comment_log: CommentLog) -> None:
+    await comment_log.append("s", b"a", origin="edge-1")
+    await comment_log.append_many([LogEntry("s", b"b", "m-1", "edge-2"), LogEntry("s", b"c")])
+    records = await comment_log.read("s", -1, 10)
+    assert [(r.payload, r.client_msg_id, r.origin) for r in records] == [
+        (b"a", None, "edge-1"),
+        (b"b", "m-1", "edge-2"),
+        (b"c", None, None),
+    ]
+
+
+async def test_end_offset_is_a_position_after_everything_appended(comment_log: CommentLog) -> None:
+    assert await comment_log.end_offset("s") == -1
+    for i in range(20):
+        await comment_log.append("s" if i % 2 else "t", str(i).encode())
+    end = await comment_log.end_offset("s")
+    assert end >= await comment_log.last_offset("s")
+    assert await comment_log.read("s", end, 10) == []
+    later = await comment_log.append("s", b"later")
+    assert later.offset > end
+    assert [r.payload for r in await comment_log.read("s", end, 10)] == [b"later"]
+
+
+async def test_two_clients_of_one_log_dedupe_each_other(log_url: str) -> None:
+    """Two edges on one log: a client_msg_id retried on the other edge gets the first record."""
+    a = await open_comment_log(log_url)
+    b = await open_comment_log(log_url)
+    try:
+        first = await a.append("s", b"from a", client_msg_id="m-1")
+        retry = await b.append("s", b"from b", client_msg_id="m-1")
+        assert retry.duplicate and (retry.offset, retry.payload) == (first.offset, b"from a")
+        both = await asyncio.gather(
+            a.append_many([LogEntry("s", b"a2", "m-2")]), b.append_many([LogEntry("s", b"b2", "m-2")])
+        )
+        assert sorted(r[0].duplicate for r in both) == [False, True]
+        assert both[0][0].offset == both[1][0].offset
+        assert [r.payload for r in await a.read("s", -1, 10)] == [b"from a", both[0][0].payload]
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_read_sees_appends_of_another_client(log_url: str) -> None:
+    a = await open_comment_log(log_url)
+    b = await open_comment_log(log_url)
+    try:
+        appended = await a.append_many([LogEntry("s", str(i).encode()) for i in range(30)])
+        records = await b.read("s", -1, 100)
+        assert [r.offset for r in records] == [r.offset for r in appended]
+        assert await b.last_offset("s") == appended[-1].offset
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+# -- Kafka only: the shared dedupe index ------------------------------------------------------
+
+
+@pytest.mark.parametrize("index", ["redis", "redis-cluster"])
+async def test_kafka_dedupe_is_shared_by_edges_on_redis_and_redis_cluster(
+    request: pytest.FixtureRequest, index: str
+) -> None:
+    from backend_kafka import kafka_url
+
+    url = kafka_url(request, dedupe=index)
+    edges = [await open_comment_log(url) for _ in range(3)]
+    try:
+        keys = [f"m-{i}" for i in range(200)]
+        first = await edges[0].append_many([LogEntry(f"s{i % 7}", b"first", k) for i, k in enumerate(keys)])
+        for edge in edges[1:]:
+            again = await edge.append_many([LogEntry(f"s{i % 7}", b"again", k) for i, k in enumerate(keys)])
+            assert all(r.duplicate for r in again)
+            assert [(r.offset, r.payload) for r in again] == [(r.offset, r.payload) for r in first]
+        stored = [await edges[2].read(f"s{i}", -1, 1000) for i in range(7)]
+        assert sum(len(records) for records in stored) == 200
+    finally:
+        for edge in edges:
+            await edge.aclose()
+
+
+async def test_kafka_dedupe_without_an_index_is_per_edge(request: pytest.FixtureRequest) -> None:
+    from backend_kafka import kafka_url
+
+    url = kafka_url(request, dedupe=None)
+    a = await open_comment_log(url)
+    b = await open_comment_log(url)
+    try:
+        assert not (await a.append("s", b"x", "m")).duplicate
+        assert (await a.append("s", b"x", "m")).duplicate
+        assert not (await b.append("s", b"x", "m")).duplicate  # documented: per edge
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_kafka_appends_go_on_when_the_dedupe_index_is_unreachable(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Fail open: nothing in Redis answers on port 1, yet the log opens, appends, and still
+    dedupes within this process."""
+    from backend_kafka import broker, delete_topic
+
+    name = f"t-dead-index-{request.node.name[-8:]}-{id(request)}"
+    request.addfinalizer(lambda: delete_topic(name))
+    log = await open_comment_log(f"kafka://{broker()}/{name}?partitions=2&dedupe=redis://127.0.0.1:1")
+    try:
+        first = await log.append("s", b"x", "m")
+        assert not first.duplicate
+        assert (await log.append("s", b"y", "m")).duplicate
+        assert [r.payload for r in await log.read("s", -1, 10)] == [b"x"]
+        assert log._shared is not None and log._shared.stats.redis_failures >= 1  # type: ignore[attr-defined]
+    finally:
+        await log.aclose()
+
+
+async def test_kafka_claim_of_a_crashed_edge_blocks_retries_until_it_expires(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The crash rule: a claim left pending (its edge died between claim and confirm) makes a
+    retry fail with BackendUnavailable until the claim expires; then the retry is appended."""
+    import redis.asyncio as redis_asyncio
+    from backend_kafka import kafka_url
+    from livechat.ports import BackendUnavailable
+
+    from tests.cluster_services import service_url
+
+    url = kafka_url(request)
+    log = await open_comment_log(url)
+    shared = log._shared  # type: ignore[attr-defined]
+    client = redis_asyncio.Redis.from_url(service_url("redis"))
+    try:
+        # Another edge's claim, as it stands when that edge crashed: pending, with a TTL.
+        await client.set(shared.key_name(("s", "m-crash")), b"P" + b"x" * 16, px=800)
+        with pytest.raises(BackendUnavailable):
+            await log.append("s", b"retry", "m-crash")
+        await asyncio.sleep(0.9)
+        appended = await log.append("s", b"retry", "m-crash")
+        assert not appended.duplicate
+        # Another edge's claim that it confirms while this one waits: the retry gets its record.
+        name = shared.key_name(("s", "m-slow"))
+        await client.set(name, b"P" + b"y" * 16, px=30_000)
+        waiting = asyncio.ensure_future(log.append("s", b"mine", "m-slow"))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        await client.set(name, b"D" + (12345).to_bytes(8, "big") + b"theirs", px=30_000)
+        result = await asyncio.wait_for(waiting, 2)
+        assert (result.duplicate, result.offset, result.payload) == (True, 12345, b"theirs")
+        assert [r.payload for r in await log.read("s", -1, 10)] == [b"retry"]
+    finally:
+        await client.aclose()
+        await log.aclose()

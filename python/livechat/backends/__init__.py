@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from livechat.ports.broker import Broker
     from livechat.ports.comment_log import CommentLog
     from livechat.ports.history import HistoryStore
+    from livechat.ports.log_follower import LogFollower
     from livechat.ports.meta import MetaStore
     from livechat.ports.registry import Registry
 
@@ -38,6 +39,7 @@ __all__ = [
     "open_broker",
     "open_comment_log",
     "open_history",
+    "open_log_follower",
     "open_meta",
     "open_registry",
 ]
@@ -117,6 +119,26 @@ async def open_comment_log(
         )
         return log
     raise _unsupported("comment log", url, "sqlite://, kafka://")
+
+
+async def open_log_follower(
+    url: str, *, exclude_origin: str | None = None, retention_s: float = 7 * 86400.0
+) -> LogFollower:
+    """A follower of the comment log at ``url`` (the same URL as ``open_comment_log``); the caller
+    registers its handler with ``set_handler``. Records appended with ``origin=exclude_origin``
+    are skipped (an edge applied its own already). ``retention_s`` is used only if the follower
+    has to create the Kafka topic."""
+    scheme = _scheme(url)
+    if scheme == "sqlite":
+        from livechat.backends.sqlite_log import SqliteLogFollower
+
+        return await SqliteLogFollower.open(url, exclude_origin=exclude_origin)
+    if scheme == "kafka":
+        follower: LogFollower = await _driver_module("kafka_follower", scheme).KafkaLogFollower.open(
+            url, exclude_origin=exclude_origin, retention_s=retention_s
+        )
+        return follower
+    raise _unsupported("log follower", url, "sqlite://, kafka://")
 
 
 async def open_history(

@@ -8,6 +8,7 @@ from livechat.ports.broker import Broker, BrokerHandler
 from livechat.ports.comment_log import CommentLog, LogAppend, LogEntry, LogRecord
 from livechat.ports.errors import BackendError, BackendUnavailable, ClosedError, ConfigurationError
 from livechat.ports.history import HistoryStore, StoredComment, Tombstone
+from livechat.ports.log_follower import FollowerStats, LogFollower, LogHandler
 from livechat.ports.meta import (
     GLOBAL_STREAM,
     Ban,
@@ -39,9 +40,12 @@ __all__ = [
     "ConnectionRef",
     "FlagStatus",
     "FlaggedComment",
+    "FollowerStats",
     "HistoryStore",
     "LogAppend",
     "LogEntry",
+    "LogFollower",
+    "LogHandler",
     "LogRecord",
     "MetaStore",
     "ModAction",

@@ -25,6 +25,9 @@ class LogRecord:
     client_msg_id: str | None
     # Wall-clock seconds when the log accepted the record.
     appended_at: float
+    # Id of the edge that appended it (``None`` when the appender gave none): a follower's handler
+    # skips the records its own edge already applied.
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,8 @@ class LogEntry:
     stream: str
     payload: bytes
     client_msg_id: str | None = None
+    # The appending edge's id, stored with the record (``LogRecord.origin``).
+    origin: str | None = None
 
 
 class CommentLog(Protocol):
@@ -60,7 +65,12 @@ class CommentLog(Protocol):
       younger than ``dedupe_window_s``; a repeat returns the original offset and payload with
       ``duplicate=True``. Records without a client_msg_id are never deduplicated.
     - **Epoch**: ``epoch()`` names the log's lineage. It changes only when the log's offsets restart
-      (data wiped, a new database); a reader holding an offset from another epoch must resync.
+      (data wiped, a new database, the topic recreated); a reader holding an offset from another
+      epoch must resync.
+    - **Repeats after a failure**: an append that raised may still have landed (Kafka: the broker
+      stored a batch whose acknowledgement was lost). Its retry then adds a second record with the
+      same (stream, client_msg_id); readers drop repeats of a (stream, client_msg_id) they applied.
+      Nothing that was acknowledged is ever written twice.
     """
 
     @property
@@ -72,7 +82,9 @@ class CommentLog(Protocol):
         """Identity of this log's offset lineage (stable across restarts of the same data)."""
         ...
 
-    async def append(self, stream: str, payload: bytes, client_msg_id: str | None = None) -> LogAppend:
+    async def append(
+        self, stream: str, payload: bytes, client_msg_id: str | None = None, origin: str | None = None
+    ) -> LogAppend:
         """Append one record durably; idempotent on (stream, client_msg_id) within the window."""
         ...
 
@@ -93,7 +105,18 @@ class CommentLog(Protocol):
         ...
 
     async def last_offset(self, stream: str) -> int:
-        """Offset of the newest record of ``stream``, or -1 when it has none."""
+        """Offset of the newest record of ``stream``, or -1 when it has none.
+
+        May scan (Kafka reads the stream's partition backwards until it meets a record of
+        ``stream``); to start reading "from now", use ``end_offset``.
+        """
+        ...
+
+    async def end_offset(self, stream: str) -> int:
+        """A position at or after the newest record of ``stream``, without a scan: every record
+        appended after this call returns has a larger offset, so ``read(stream, end_offset, …)``
+        and a follower started there see exactly the records appended later. -1 for an empty log.
+        """
         ...
 
     async def aclose(self) -> None:

@@ -1,0 +1,497 @@
+"""HistoryStore on Cassandra (cassandra-driver, asyncio-bridged in ``cassandra_session``).
+
+Layout (``cassandra_schema``): ``comments`` partitioned by ``(stream_id, bucket)`` where the bucket is
+the comment id's time rounded down to ``bucket_s``, clustered by ``comment_id DESC``; a per-stream list
+of buckets so reads page across partitions; a per-user index for ``delete_user``; deletes by time
+(``tombstones``) and by id (``deleted_ids``), both kept ``tombstone_ttl_s``.
+
+How each guarantee of the port is kept:
+- **Idempotency, first version wins, without a read or a Paxos round**: a put is written with the
+  write timestamp ``PUT_TIMESTAMP_BASE - now_µs``, which *decreases* with time. Cassandra keeps the
+  cell with the highest timestamp, so the first put of a comment id beats every later one
+  (``INSERT … IF NOT EXISTS`` would cost four round trips of Paxos per row). "First" is by the
+  writer's clock; the copies the persist worker writes after a restart are the same Kafka record.
+  The price: write timestamps are not time, so ``writetime()`` is meaningless and
+  TimeWindowCompactionStrategy (which groups by write time) must not be used on these tables, and
+  the 5.0 ``maximum_timestamp_*`` guardrails must stay off.
+- **Deletes win**: a delete removes the row at ``DELETE_TIMESTAMP``, above every put's timestamp,
+  so a put that arrives after it (a late writer, a retried batch) is shadowed while the row
+  tombstone lives (``gc_grace_seconds``, see ``GC_GRACE_S``). A put of a comment older than that is
+  checked against ``deleted_ids`` first, so deletes win for ``tombstone_ttl_s`` as in SQLite.
+- **Retention**: every write carries ``TTL = retention_s - age of the comment id``; a comment already
+  past retention is not written.
+- **Durability**: a write returns once ``consistency`` replicas acknowledged it (in their commit log).
+
+Where Cassandra gives less than SQLite (stated in the port's terms):
+- ``put_many`` is not all-or-nothing across partitions: each ``(stream, bucket)`` partition is one
+  unlogged batch (atomic and isolated inside the partition), partitions are written concurrently, and
+  a failure raises after some of them may have been stored. A retry (every put is idempotent)
+  completes it; the persist worker commits its Kafka offset only after ``put_many`` returns.
+- ``delete_user`` is atomic per bucket partition, not across buckets: a reader paging across a bucket
+  boundary while a purge runs can see part of it. Tombstones are written before the rows go, so a
+  purge interrupted half-way is finished by running it again.
+- Two concurrent ``delete`` calls of one comment can both return True (and both leave a tombstone);
+  one at a time, the second returns False.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from livechat.backends.cassandra_schema import CassandraUrl, keyspace_ddl, table_ddl
+from livechat.backends.cassandra_session import CqlSession, Params, Row, Statement, consistency_level
+from livechat.ids import id_timestamp_ms
+from livechat.ports.errors import ClosedError, ConfigurationError
+from livechat.ports.history import StoredComment, Tombstone
+
+# Write timestamps (µs): deletes use the constant, puts count down from just below it (see above).
+DELETE_TIMESTAMP = 1 << 62
+PUT_TIMESTAMP_BASE = DELETE_TIMESTAMP - 1
+# Cassandra refuses TTLs above 20 years.
+MAX_TTL_S = 630_720_000
+# Rows per single-partition batch: one mutation of ~25 KB at 200 B a comment; bigger batches only
+# serialise work that concurrent batches spread over the coordinator's threads.
+BATCH_ROWS = 100
+# Values per ``IN (…)`` read.
+IN_CHUNK = 100
+# Bucket-list rows read per round trip while paging back or forward.
+BUCKETS_PER_READ = 16
+# Ids read per round trip from the per-user index in delete_user.
+USER_IDS_PER_READ = 1000
+# A put of a comment younger than gc_grace minus this skips the deleted_ids check: any delete of it
+# is younger still, so its row tombstone cannot have been purged. The margin covers clock skew
+# between the edge that issued the id and the Cassandra nodes.
+LATE_PUT_MARGIN_S = 300
+# (stream, bucket) pairs this process knows are in stream_buckets, so puts do not rewrite them.
+KNOWN_BUCKETS_MAX = 65_536
+# Above every comment id (ids are non-negative 63-bit), below bigint's maximum.
+MAX_ID = (1 << 63) - 1
+MAX_BUCKET = (1 << 63) - 1
+
+
+def _ttl(expires_at: float, now: float) -> int:
+    return min(MAX_TTL_S, math.ceil(expires_at - now))
+
+
+class _Queries:
+    """Every statement of the store, prepared once at open."""
+
+    def __init__(self, ks: str) -> None:
+        cols = "comment_id, user_id, payload"
+        self.text: dict[str, str] = {
+            "insert": f"INSERT INTO {ks}.comments (stream_id, bucket, comment_id, user_id, payload)"
+            " VALUES (?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?",
+            "insert_by_user": f"INSERT INTO {ks}.comments_by_user (stream_id, user_id, comment_id)"
+            " VALUES (?, ?, ?) USING TTL ? AND TIMESTAMP ?",
+            "insert_bucket": f"INSERT INTO {ks}.stream_buckets (stream_id, bucket) VALUES (?, ?) USING TTL ?",
+            "get": f"SELECT {cols} FROM {ks}.comments WHERE stream_id = ? AND bucket = ? AND comment_id = ?",
+            "users_of": f"SELECT comment_id, user_id FROM {ks}.comments"
+            " WHERE stream_id = ? AND bucket = ? AND comment_id IN ?",
+            "before": f"SELECT {cols} FROM {ks}.comments"
+            " WHERE stream_id = ? AND bucket = ? AND comment_id < ? LIMIT ?",
+            "after": f"SELECT {cols} FROM {ks}.comments"
+            " WHERE stream_id = ? AND bucket = ? AND comment_id > ? ORDER BY comment_id ASC LIMIT ?",
+            "buckets_down": f"SELECT bucket FROM {ks}.stream_buckets"
+            " WHERE stream_id = ? AND bucket <= ? LIMIT ?",
+            "buckets_up": f"SELECT bucket FROM {ks}.stream_buckets"
+            " WHERE stream_id = ? AND bucket >= ? ORDER BY bucket ASC LIMIT ?",
+            "user_ids": f"SELECT comment_id FROM {ks}.comments_by_user"
+            " WHERE stream_id = ? AND user_id = ? AND comment_id > ? LIMIT ?",
+            "deleted_in": f"SELECT comment_id FROM {ks}.deleted_ids"
+            " WHERE stream_id = ? AND bucket = ? AND comment_id IN ?",
+            "is_deleted": f"SELECT deleted_at FROM {ks}.deleted_ids"
+            " WHERE stream_id = ? AND bucket = ? AND comment_id = ?",
+            "insert_tombstone": f"INSERT INTO {ks}.tombstones (stream_id, deleted_at, comment_id)"
+            " VALUES (?, ?, ?) USING TTL ?",
+            "insert_deleted": f"INSERT INTO {ks}.deleted_ids (stream_id, bucket, comment_id, deleted_at)"
+            " VALUES (?, ?, ?, ?) USING TTL ?",
+            "delete": f"DELETE FROM {ks}.comments USING TIMESTAMP ?"
+            " WHERE stream_id = ? AND bucket = ? AND comment_id = ?",
+            "delete_by_user": f"DELETE FROM {ks}.comments_by_user USING TIMESTAMP ?"
+            " WHERE stream_id = ? AND user_id = ? AND comment_id = ?",
+            "tombstones_since": f"SELECT comment_id, deleted_at FROM {ks}.tombstones"
+            " WHERE stream_id = ? AND deleted_at >= ? LIMIT ?",
+            "claim_setting": f"INSERT INTO {ks}.settings (name, value) VALUES (?, ?) IF NOT EXISTS",
+        }
+        self._prepared: dict[str, Statement] = {}
+
+    async def prepare(self, session: CqlSession) -> None:
+        names = list(self.text)
+        prepared = await session.prepare_all([self.text[n] for n in names])
+        self._prepared = dict(zip(names, prepared, strict=True))
+
+    def __getitem__(self, name: str) -> Statement:
+        return self._prepared[name]
+
+
+class CassandraHistoryStore:
+    """Comment history in Cassandra (see the module docstring and ``HistoryStore``)."""
+
+    def __init__(
+        self,
+        session: CqlSession,
+        url: CassandraUrl,
+        queries: _Queries,
+        tombstone_ttl_s: float,
+        retention_s: float,
+        gc_grace_s: int,
+    ) -> None:
+        self._cql = session
+        self._url = url
+        self._q = queries
+        self._ttl = tombstone_ttl_s
+        self._retention = retention_s
+        self._gc_grace_s = gc_grace_s
+        self._bucket_ms = url.bucket_s * 1000
+        self._known_buckets: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._limit = asyncio.Semaphore(url.concurrency)
+        self._closed = False
+        self._calls = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @classmethod
+    async def open(
+        cls, url: str, tombstone_ttl_s: float = 86400.0, retention_s: float = 30 * 86400.0
+    ) -> CassandraHistoryStore:
+        if tombstone_ttl_s <= 0 or retention_s <= 0:
+            raise ValueError("tombstone_ttl_s and retention_s must be positive")
+        parsed = CassandraUrl.parse(url)
+        session = await CqlSession.connect(
+            parsed.hosts,
+            consistency=consistency_level(parsed.consistency),
+            local_dc=parsed.local_dc,
+            timeout_s=parsed.timeout_s,
+        )
+        try:
+            await _ensure_schema(session, parsed, retention_s, tombstone_ttl_s)
+            queries = _Queries(parsed.keyspace)
+            await queries.prepare(session)
+            await _check_bucket_width(session, queries, parsed)
+            gc_grace = session.table_option(parsed.keyspace, "comments", "gc_grace_seconds")
+            gc_grace_s = int(cast(int, gc_grace)) if gc_grace is not None else parsed.gc_grace_s
+        except BaseException:
+            await session.close()
+            raise
+        return cls(session, parsed, queries, tombstone_ttl_s, retention_s, gc_grace_s)
+
+    @property
+    def retention_s(self) -> float:
+        return self._retention
+
+    @property
+    def tombstone_ttl_s(self) -> float:
+        return self._ttl
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _call(self) -> AsyncIterator[None]:
+        """Refuse calls after aclose; count running ones so aclose can let them finish."""
+        if self._closed:
+            raise ClosedError("history store is closed")
+        self._calls += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._calls -= 1
+            if self._calls == 0:
+                self._idle.set()
+
+    async def _all(self, jobs: Sequence[Callable[[], Awaitable[object]]]) -> None:
+        """Run ``jobs`` with at most ``concurrency`` in flight; raise the first failure after all end."""
+
+        async def one(job: Callable[[], Awaitable[object]]) -> None:
+            async with self._limit:
+                await job()
+
+        results = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def _bucket(self, comment_id: int) -> int:
+        """Start (unix seconds) of the bucket the comment id's time falls in."""
+        return id_timestamp_ms(comment_id) // self._bucket_ms * self._url.bucket_s
+
+    async def _batches(self, statement: Statement, partitions: dict[object, list[Params]]) -> None:
+        """Write ``partitions`` (rows grouped by partition key) as single-partition unlogged batches.
+
+        Never one batch across partitions: an unlogged multi-partition batch buys no atomicity, makes
+        one coordinator hold the whole batch and forward each partition's rows to replicas it is not
+        one of (token-aware routing is lost), and fails or retries as a whole; concurrent
+        single-partition batches go straight to each partition's replicas.
+        """
+        jobs: list[Callable[[], Awaitable[object]]] = []
+        for rows in partitions.values():
+            for start in range(0, len(rows), BATCH_ROWS):
+                chunk = rows[start : start + BATCH_ROWS]
+                if len(chunk) == 1:
+                    jobs.append(partial(self._cql.execute, statement, chunk[0]))
+                else:
+                    jobs.append(partial(self._cql.batch, [(statement, p) for p in chunk]))
+        await self._all(jobs)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def put(self, comment: StoredComment) -> None:
+        await self.put_many((comment,))
+
+    async def put_many(self, comments: Sequence[StoredComment]) -> None:
+        for c in comments:
+            if not isinstance(c.payload, bytes):
+                raise TypeError(f"payload must be bytes, got {type(c.payload).__name__}")
+        async with self._call():
+            if not comments:
+                return
+            now = time.time()
+            # Comments already past retention are not written (their TTL would be <= 0).
+            live = [c for c in comments if id_timestamp_ms(c.comment_id) / 1000 + self._retention > now]
+            live = await self._drop_deleted(live, now)
+            if not live:
+                return
+            timestamp = PUT_TIMESTAMP_BASE - time.time_ns() // 1000
+            rows: dict[object, list[Params]] = defaultdict(list)
+            by_user: dict[object, list[Params]] = defaultdict(list)
+            buckets: dict[object, list[Params]] = defaultdict(list)
+            for c in live:
+                bucket = self._bucket(c.comment_id)
+                ttl = _ttl(id_timestamp_ms(c.comment_id) / 1000 + self._retention, now)
+                rows[c.stream, bucket].append(
+                    (c.stream, bucket, c.comment_id, c.user_id, c.payload, ttl, timestamp)
+                )
+                by_user[c.stream, c.user_id].append((c.stream, c.user_id, c.comment_id, ttl, timestamp))
+                key = (c.stream, bucket)
+                if key not in self._known_buckets and key not in buckets:
+                    # Outlives every comment of the bucket.
+                    ttl_bucket = _ttl(bucket + self._url.bucket_s + self._retention, now)
+                    buckets[c.stream].append((c.stream, bucket, ttl_bucket))
+            # All three at once: a failure raises, and the caller's retry (idempotent) completes it.
+            await asyncio.gather(
+                self._batches(self._q["insert"], rows),
+                self._batches(self._q["insert_by_user"], by_user),
+                self._batches(self._q["insert_bucket"], buckets),
+            )
+            for params in (p for group in buckets.values() for p in group):
+                self._remember_bucket(cast(str, params[0]), cast(int, params[1]))
+
+    def _remember_bucket(self, stream: str, bucket: int) -> None:
+        self._known_buckets[stream, bucket] = None
+        if len(self._known_buckets) > KNOWN_BUCKETS_MAX:
+            self._known_buckets.popitem(last=False)
+
+    async def _drop_deleted(self, comments: list[StoredComment], now: float) -> list[StoredComment]:
+        """``comments`` minus those in deleted_ids, checking only comments old enough that the row
+        tombstone of a delete could already be purged (younger ones are shadowed by it)."""
+        cutoff_ms = (now - self._gc_grace_s + LATE_PUT_MARGIN_S) * 1000
+        old: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for c in comments:
+            if id_timestamp_ms(c.comment_id) < cutoff_ms:
+                old[c.stream, self._bucket(c.comment_id)].append(c.comment_id)
+        if not old:
+            return comments
+        deleted: set[tuple[str, int]] = set()
+
+        async def check(stream: str, bucket: int, ids: list[int]) -> None:
+            found = await self._cql.rows(self._q["deleted_in"], (stream, bucket, ids))
+            deleted.update((stream, cast(int, row[0])) for row in found)
+
+        await self._all(
+            [
+                partial(check, stream, bucket, ids[i : i + IN_CHUNK])
+                for (stream, bucket), ids in old.items()
+                for i in range(0, len(ids), IN_CHUNK)
+            ]
+        )
+        return [c for c in comments if (c.stream, c.comment_id) not in deleted]
+
+    async def delete(self, stream: str, comment_id: int) -> bool:
+        async with self._call():
+            bucket = self._bucket(comment_id)
+            row, tomb = await asyncio.gather(
+                self._cql.rows(self._q["get"], (stream, bucket, comment_id)),
+                self._cql.rows(self._q["is_deleted"], (stream, bucket, comment_id)),
+            )
+            if tomb and not row:
+                return False  # deleted before (row tombstone included)
+            users = {comment_id: cast(str, row[0][1])} if row else {}
+            # A delete interrupted after its record (tomb but a row) only removes the row now.
+            await self._delete(stream, [comment_id], users, [] if tomb else [comment_id])
+            return bool(row)
+
+    async def delete_user(self, stream: str, user_id: str) -> list[int]:
+        async with self._call():
+            candidates = await self._user_comment_ids(stream, user_id)
+            # The index may name comments that are gone (deleted, expired) or that a re-put under
+            # another user put there: keep those still stored under this user.
+            by_bucket: dict[int, list[int]] = defaultdict(list)
+            for cid in candidates:
+                by_bucket[self._bucket(cid)].append(cid)
+            mine: list[int] = []
+
+            async def confirm(bucket: int, ids: list[int]) -> None:
+                found = await self._cql.rows(self._q["users_of"], (stream, bucket, ids))
+                mine.extend(cast(int, r[0]) for r in found if r[1] == user_id)
+
+            await self._all(
+                [
+                    partial(confirm, bucket, ids[i : i + IN_CHUNK])
+                    for bucket, ids in by_bucket.items()
+                    for i in range(0, len(ids), IN_CHUNK)
+                ]
+            )
+            mine.sort()
+            await self._delete(stream, mine, dict.fromkeys(mine, user_id), mine)
+            return mine
+
+    async def _user_comment_ids(self, stream: str, user_id: str) -> list[int]:
+        ids: list[int] = []
+        after = -1
+        while True:
+            rows = await self._cql.rows(self._q["user_ids"], (stream, user_id, after, USER_IDS_PER_READ))
+            ids.extend(cast(int, r[0]) for r in rows)
+            if len(rows) < USER_IDS_PER_READ:
+                return ids
+            after = ids[-1]
+
+    async def _delete(
+        self, stream: str, ids: list[int], users: dict[int, str], tombstone_ids: list[int]
+    ) -> None:
+        """Record the deletes of ``tombstone_ids``, then remove the rows of ``ids`` (present or not:
+        the row tombstone also shadows a put still to come) and the index rows of ``users``.
+
+        The record first: a crash in between leaves a deleted-but-present comment that the next
+        delete finishes, never a comment gone without the tombstone recovery tells clients about.
+        """
+        now = time.time()
+        ttl = _ttl(now + self._ttl, now)
+        if tombstone_ids:
+            by_time: dict[object, list[Params]] = {stream: [(stream, now, c, ttl) for c in tombstone_ids]}
+            by_id: dict[object, list[Params]] = defaultdict(list)
+            for cid in tombstone_ids:
+                by_id[self._bucket(cid)].append((stream, self._bucket(cid), cid, now, ttl))
+            await asyncio.gather(
+                self._batches(self._q["insert_tombstone"], by_time),
+                self._batches(self._q["insert_deleted"], by_id),
+            )
+        removed: dict[object, list[Params]] = defaultdict(list)
+        for cid in ids:
+            removed[self._bucket(cid)].append((DELETE_TIMESTAMP, stream, self._bucket(cid), cid))
+        index: dict[object, list[Params]] = defaultdict(list)
+        for cid, user in users.items():
+            index[user].append((DELETE_TIMESTAMP, stream, user, cid))
+        await asyncio.gather(
+            self._batches(self._q["delete"], removed),
+            self._batches(self._q["delete_by_user"], index),
+        )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, stream: str, comment_id: int) -> StoredComment | None:
+        async with self._call():
+            rows = await self._cql.rows(self._q["get"], (stream, self._bucket(comment_id), comment_id))
+            return _comment(stream, rows[0]) if rows else None
+
+    async def page(self, stream: str, before_id: int | None, limit: int) -> list[StoredComment]:
+        async with self._call():
+            if limit <= 0:
+                return []
+            before = MAX_ID if before_id is None else before_id
+            top = MAX_BUCKET if before_id is None else self._bucket(before_id)
+            return await self._walk(stream, "buckets_down", top, "before", before, limit, step=-1)
+
+    async def recent(self, stream: str, limit: int) -> list[StoredComment]:
+        return await self.page(stream, None, limit)
+
+    async def after(self, stream: str, after_id: int, limit: int) -> list[StoredComment]:
+        async with self._call():
+            if limit <= 0:
+                return []
+            start = self._bucket(max(after_id, 0))
+            return await self._walk(stream, "buckets_up", start, "after", after_id, limit, step=1)
+
+    async def _walk(
+        self,
+        stream: str,
+        list_query: str,
+        bucket_from: int,
+        page_query: str,
+        bound: int,
+        limit: int,
+        step: int,
+    ) -> list[StoredComment]:
+        """Read bucket after bucket (listed ``BUCKETS_PER_READ`` at a time from stream_buckets, in
+        the direction of ``step``) until ``limit`` comments are found or the buckets run out."""
+        out: list[StoredComment] = []
+        while True:
+            listed = await self._cql.rows(self._q[list_query], (stream, bucket_from, BUCKETS_PER_READ))
+            for row in listed:
+                bucket = cast(int, row[0])
+                rows = await self._cql.rows(self._q[page_query], (stream, bucket, bound, limit - len(out)))
+                out.extend(_comment(stream, r) for r in rows)
+                if len(out) >= limit:
+                    return out
+            if len(listed) < BUCKETS_PER_READ:
+                return out
+            bucket_from = cast(int, listed[-1][0]) + step
+
+    async def tombstones_since(self, stream: str, since: float, limit: int) -> list[Tombstone]:
+        async with self._call():
+            if limit <= 0:
+                return []
+            rows = await self._cql.rows(self._q["tombstones_since"], (stream, since, limit))
+            return [Tombstone(stream, cast(int, r[0]), cast(float, r[1])) for r in rows]
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._idle.wait()  # calls already running finish (their writes included)
+        await self._cql.close()
+
+
+def _comment(stream: str, row: Row) -> StoredComment:
+    return StoredComment(stream, cast(int, row[0]), cast(str, row[1]), cast(bytes, row[2]))
+
+
+async def _ensure_schema(
+    session: CqlSession, url: CassandraUrl, retention_s: float, tombstone_ttl_s: float
+) -> None:
+    """Create the keyspace and whichever tables are missing (a no-op on a complete keyspace)."""
+    tables = table_ddl(
+        url.keyspace,
+        url.gc_grace_s,
+        min(MAX_TTL_S, math.ceil(retention_s)),
+        min(MAX_TTL_S, math.ceil(tombstone_ttl_s)),
+    )
+    missing = [name for name in tables if not session.has_table(url.keyspace, name)]
+    if not missing:
+        return
+    await session.ddl(keyspace_ddl(url.keyspace, url.replication))
+    for name in missing:
+        # One at a time: concurrent schema changes are what Cassandra's schema agreement handles worst.
+        await session.ddl(tables[name])
+
+
+async def _check_bucket_width(session: CqlSession, queries: _Queries, url: CassandraUrl) -> None:
+    """Record bucket_s in a new keyspace, or refuse a store opened with another width."""
+    [row] = await session.rows(queries["claim_setting"], ("bucket_s", str(url.bucket_s)))
+    if not row[0] and row[-1] != str(url.bucket_s):
+        raise ConfigurationError(
+            f"keyspace {url.keyspace} was created with bucket_s={row[-1]}, this store asks for {url.bucket_s}"
+        )
+
+
+if TYPE_CHECKING:
+    from livechat.ports.history import HistoryStore
+
+    def _check(b: CassandraHistoryStore) -> HistoryStore:
+        return b
