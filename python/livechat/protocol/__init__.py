@@ -25,7 +25,7 @@ from livechat.protocol.codes import (
     Op,
     StateKey,
 )
-from livechat.protocol.decode import STREAM_CACHE_MAX, ClientDecoder
+from livechat.protocol.decode import STREAM_CACHE_MAX, ClientDecoder, DecoderLimits
 from livechat.protocol.encode import (
     Raw,
     RawArray,
@@ -114,6 +114,7 @@ __all__ = [
     "ClientDecoder",
     "ClientMessage",
     "CloseCode",
+    "DecoderLimits",
     "DeleteComment",
     "ErrorCode",
     "EventKind",

@@ -8,11 +8,10 @@ Guarantee: ``decode`` returns a message that satisfies every rule of docs/protoc
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgpack  # type: ignore[import-untyped]
 
-from livechat.config import LimitsConfig
 from livechat.protocol.codes import REACTIONS, ErrorCode, Op
 from livechat.protocol.errors import ProtocolError
 from livechat.protocol.messages import (
@@ -54,6 +53,16 @@ from livechat.protocol.rules import (
 STREAM_CACHE_MAX: Final = 65_536
 
 
+class DecoderLimits(Protocol):
+    """What the decoder reads of its configuration (``livechat.config.LimitsConfig`` is one), so the
+    protocol package imports nothing above it."""
+
+    @property
+    def max_text_chars(self) -> int:
+        """The longest comment in code points after NFC normalisation and stripping."""
+        ...
+
+
 def _bad(field: str, rule: str, rid: int | None) -> ProtocolError:
     return ProtocolError(ErrorCode.BAD_FIELD, f"{field}: {rule}", rid, field=field)
 
@@ -63,7 +72,7 @@ class ClientDecoder:
 
     __slots__ = ("_ops", "_streams", "_text_max")
 
-    def __init__(self, limits: LimitsConfig) -> None:
+    def __init__(self, limits: DecoderLimits) -> None:
         self._text_max = limits.max_text_chars
         # Stream names already validated (a set lookup instead of a regex per message).
         self._streams: set[str] = set()
