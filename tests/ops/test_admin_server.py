@@ -19,6 +19,7 @@ from livechat._edge import encode_frame
 from livechat.config import BackendConfig, EdgeConfig, LiveChatConfig, OpsConfig
 from livechat.server import LiveChatServer
 from livechat.server.metrics import EDGE_KEYS
+from livechat.server.stats import EdgeStats, EdgeThreadStats
 
 from tests.ops.ops_helpers import http_get, parse_metrics, raw_http
 from tests.service.serve_process import Client
@@ -89,6 +90,9 @@ async def test_every_edge_counter_has_a_metric(server: LiveChatServer) -> None:
     assert set(stats) <= EDGE_KEYS, set(stats) - EDGE_KEYS
     for thread in stats["threads"]:
         assert set(thread) <= EDGE_KEYS
+    # The typed view (livechat.server.stats) names exactly the counters the Rust core reports.
+    assert set(stats) == EdgeStats.__required_keys__, set(stats) ^ EdgeStats.__required_keys__
+    assert all(set(thread) == EdgeThreadStats.__required_keys__ for thread in stats["threads"])
     metrics = parse_metrics((await get(server, "/metrics"))[1])
     assert not [name for name in metrics.types if name.startswith("livechat_edge_")]  # no untyped fallback
 

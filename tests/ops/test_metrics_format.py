@@ -1,9 +1,16 @@
-"""The hand-written exposition against the reference parser: escaping, histograms, label sets."""
+"""The /metrics collector against the reference parser: escaping, histograms, label sets."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import cast
+
 from livechat.histogram import LatencyHistogram
-from livechat.server.metrics import Exposition, MetricsInput, render
+from livechat.server.metrics import MetricsInput, histogram, render
+from livechat.server.stats import EdgeStats, EdgeThreadStats
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from tests.ops.ops_helpers import parse_metrics
 
@@ -26,15 +33,30 @@ CHAT_STATS = {
 }
 
 
+def thread_stats() -> EdgeThreadStats:
+    """Every counter of one I/O thread, all 0."""
+    return cast(EdgeThreadStats, dict.fromkeys(EdgeThreadStats.__required_keys__, 0))
+
+
+def edge_stats(**values: int) -> EdgeStats:
+    """``Edge.stats()`` of a one-thread edge: every counter 0 but ``values``."""
+    stats = dict.fromkeys(EdgeStats.__required_keys__, 0) | values
+    return cast(EdgeStats, {**stats, "io_threads": 1, "threads": [thread_stats()]})
+
+
 def test_histogram_buckets_are_cumulative() -> None:
     h = LatencyHistogram((0.001, 0.01, 0.1))
     for seconds in (0.0005, 0.001, 0.005, 0.05, 3.0):
         h.observe(seconds)
     snap = h.snapshot()
     assert snap.cumulative == (2, 3, 4) and snap.count == 5
-    out = Exposition()
-    out.histogram("t_seconds", "help with \\ and\nnewline", [({"op": "x"}, snap)])
-    m = parse_metrics(out.text())
+    family = histogram("t_seconds", "help with \\ and\nnewline", snap, op="x")
+
+    class One(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield family
+
+    m = parse_metrics(generate_latest(One()).decode())
     assert m.value("t_seconds_bucket", op="x", le="0.001") == 2
     assert m.value("t_seconds_bucket", op="x", le="+Inf") == 5
     assert m.value("t_seconds_count", op="x") == 5
@@ -49,9 +71,8 @@ def test_full_page_parses_and_escapes_labels() -> None:
             ready=True,
             draining=False,
             edge={
-                "connections": 0,
-                "threads": [{"connections": 2, "accepted": 7}],
-                "ticks": 4,
+                **edge_stats(ticks=4),
+                "threads": [{**thread_stats(), "connections": 2, "accepted": 7}],
                 "new_thing": 9,
             },
             chat=CHAT_STATS,
@@ -83,16 +104,8 @@ def test_every_metric_is_documented() -> None:
     from livechat.server.metrics import BrokerTimes
 
     snap = LatencyHistogram().snapshot()
-    thread_keys = (
-        "connections accepted rejected handshake_timeouts protocol_errors messages_in bytes_in frames_out "
-        "deliveries bytes_out queue_bytes ticks_skipped slow_closes write_timeouts idle_closes loop_busy_us"
-    ).split()
-    edge = {
-        "threads": [dict.fromkeys(thread_keys, 0)],
-        **dict.fromkeys(("events_published", "ticks", "frames_built", "tick_build_ns", "io_threads"), 0),
-    }
     page = render(
-        MetricsInput("e", "v", True, False, edge, CHAT_STATS, BrokerTimes(snap, 0, 0, snap, 0, True))
+        MetricsInput("e", "v", True, False, edge_stats(), CHAT_STATS, BrokerTimes(snap, 0, 0, snap, 0, True))
     )
     names = {line.split()[2] for line in page.splitlines() if line.startswith("# TYPE")}
     assert len(names) > 50

@@ -24,12 +24,15 @@ import importlib.metadata
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
-from livechat.server.metrics import CONTENT_TYPE, BrokerTimes, MetricsInput, render
+from prometheus_client.exposition import generate_latest
 
-if TYPE_CHECKING:
-    from livechat.server.app import LiveChatServer
+from livechat.config import LiveChatConfig
+from livechat.server.broker_timing import MeasuredBroker
+from livechat.server.metrics import CONTENT_TYPE, MetricsInput, metrics_registry
+from livechat.server.stats import BrokerTimes, StatsSource, edge_stats
+from livechat.services.stats import ChatStats
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +65,38 @@ class Health:
     problems: list[str] = field(default_factory=list)
 
 
-def gather(server: LiveChatServer) -> MetricsInput:
+class ChatStatsSource(Protocol):
+    """``livechat.services.ChatService`` as the admin server sees it."""
+
+    def stats(self) -> ChatStats: ...
+
+
+class Observed(Protocol):
+    """What the admin server reads from the process it reports on (``LiveChatServer``): health and
+    readiness, and the sources of ``/metrics``. Read-only, and nothing else of the process."""
+
+    @property
+    def config(self) -> LiveChatConfig: ...
+
+    @property
+    def edge_id(self) -> str: ...
+
+    @property
+    def edge(self) -> StatsSource: ...
+
+    # None before the services have started.
+    @property
+    def chat(self) -> ChatStatsSource | None: ...
+
+    @property
+    def measured_broker(self) -> MeasuredBroker | None: ...
+
+    def health(self) -> Health: ...
+
+
+def gather(target: Observed) -> MetricsInput:
     """One scrape's worth of numbers from a running server."""
-    broker = server.measured_broker
+    broker = target.measured_broker
     times = None
     if broker is not None:
         times = BrokerTimes(
@@ -75,26 +107,25 @@ def gather(server: LiveChatServer) -> MetricsInput:
             broker.probe_errors,
             broker.up,
         )
-    health = server.health()
-    try:
-        edge_stats = server.edge.stats()
-    except RuntimeError:  # the edge has finished its drain: no counters left to show
-        edge_stats = {}
+    health = target.health()
     return MetricsInput(
-        edge_id=server.edge_id,
+        edge_id=target.edge_id,
         version=_version(),
         ready=health.ready,
         draining=health.draining,
-        edge=edge_stats,
-        chat=server.chat.stats() if server.chat is not None else None,
+        edge=edge_stats(target.edge),
+        chat=target.chat.stats() if target.chat is not None else None,
         broker=times,
-        stream_series=server.config.ops.metrics_stream_series,
+        stream_series=target.config.ops.metrics_stream_series,
     )
 
 
 class AdminServer:
-    def __init__(self, server: LiveChatServer, host: str, port: int) -> None:
-        self._target = server
+    """Serves ``/metrics``, ``/healthz`` and ``/readyz`` from what ``target`` reports; it only reads."""
+
+    def __init__(self, target: Observed, host: str, port: int) -> None:
+        self._target = target
+        self._registry = metrics_registry(lambda: gather(target))
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -155,7 +186,7 @@ class AdminServer:
 
     def _route(self, path: str) -> tuple[int, str, bytes]:
         if path == "/metrics":
-            return 200, CONTENT_TYPE, render(gather(self._target)).encode()
+            return 200, CONTENT_TYPE, generate_latest(self._registry)
         if path in ("/healthz", "/readyz"):
             health = self._target.health()
             ok = health.live if path == "/healthz" else health.ready
