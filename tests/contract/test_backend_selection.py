@@ -82,7 +82,7 @@ async def test_bad_urls_are_configuration_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError):
         await open_broker("sqlite:///tmp/x.db", edge_id="e")
     with pytest.raises(ConfigurationError):
-        await open_meta("postgresql://localhost/livechat")
+        await open_meta("postgresql://localhost/livechat?pool_max=0")
 
 
 async def test_failed_open_closes_what_was_already_opened(tmp_path: Path) -> None:
