@@ -13,12 +13,12 @@ from livechat.config import (
     LiveChatConfig,
     config_fields,
     env_names,
-    problems,
     read_file,
     resolve,
     to_toml,
     toml_value,
 )
+from livechat.config.check import problems
 
 REPO = Path(__file__).resolve().parents[2]
 

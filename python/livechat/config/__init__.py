@@ -9,10 +9,11 @@
 | ``resolve`` | the layers: defaults < file < environment < flags < ``--set``                     |
 | ``check``   | what start-up would refuse, found without opening anything (``check-config``)    |
 
-Every public name of these modules is importable from ``livechat.config`` itself.
+Every public name of these modules but ``check`` is importable from ``livechat.config`` itself;
+``check`` asks the code that will use each section (the edge, the token verifier, the sampler),
+which itself imports ``livechat.config``.
 """
 
-from livechat.config.check import BACKEND_SCHEMES, problems
 from livechat.config.files import SECRET_PATHS, read_file, redact, to_toml, toml_value
 from livechat.config.model import (
     DEFAULTS,
@@ -43,7 +44,6 @@ from livechat.config.schema import (
 )
 
 __all__ = [
-    "BACKEND_SCHEMES",
     "CONFIG_ENV",
     "DEFAULTS",
     "ENV_PREFIX",
@@ -71,7 +71,6 @@ __all__ = [
     "parse_assignment",
     "parse_text",
     "parse_value",
-    "problems",
     "read_env",
     "read_file",
     "redact",
