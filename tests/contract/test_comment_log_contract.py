@@ -253,7 +253,32 @@ async def test_read_sees_appends_of_another_client(log_url: str) -> None:
         await b.aclose()
 
 
-# -- Kafka only: the shared dedupe index ------------------------------------------------------
+# -- Kafka only: partitioning and the shared dedupe index -------------------------------------
+
+
+async def test_kafka_streams_land_where_the_default_partitioner_puts_them(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The log picks partitions itself (one batch per partition): it must agree with Kafka's
+    default partitioner (murmur2 of the key), which every other client uses."""
+    from aiokafka import AIOKafkaProducer
+    from backend_kafka import broker, kafka_url
+
+    url = kafka_url(request, partitions=8)
+    log = await open_comment_log(url)
+    producer = AIOKafkaProducer(bootstrap_servers=broker())
+    await producer.start()
+    try:
+        topic = url.partition("://")[2].partition("/")[2].partition("?")[0]
+        for i in range(40):
+            stream = f"stream-{i}"
+            theirs = await producer.send_and_wait(topic, b"x", key=stream.encode())
+            ours = await log.append(stream, b"y")
+            assert [r.payload for r in await log.read(stream, ours.offset - 1, 10)] == [b"y"]
+            assert [r.offset for r in await log.read(stream, -1, 10)] == [theirs.offset, ours.offset]
+    finally:
+        await producer.stop()
+        await log.aclose()
 
 
 @pytest.mark.parametrize("index", ["redis", "redis-cluster"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,9 @@ log = logging.getLogger("livechat.backends.kafka")
 # A fetch waits at most this long before the loop looks at its state again (a broker answers
 # sooner: FETCH_MAX_WAIT_MS). Changes wake the loop at once, so this only bounds idle spinning.
 POLL_TIMEOUT_MS = 500
+# A followed partition whose last fetch answer is older than this is reported in
+# ``stats().last_error`` (healthy answers come every few ms: FETCH_MAX_WAIT_MS).
+STALE_AFTER_S = 1.0
 
 
 @dataclass(slots=True)
@@ -158,11 +162,23 @@ class KafkaLogFollower:
 
     def stats(self) -> FollowerStats:
         behind = 0
-        if self._consumer is not None:
+        last_error = self._last_error
+        consumer = self._consumer
+        if consumer is not None and not self._dirty:  # then every partition in _scan is assigned
+            now_ms = time.time() * 1000
+            stalest = 0.0
             for partition, scan in self._scan.items():
-                high = self._consumer.highwater(TopicPartition(self._topic, partition))
+                tp = TopicPartition(self._topic, partition)
+                high = consumer.highwater(tp)
                 if high is not None:
                     behind += max(0, high - scan)
+                polled = consumer.last_poll_timestamp(tp)
+                if polled is not None:
+                    stalest = max(stalest, now_ms - polled)
+            # aiokafka retries broken connections silently: a partition without a fetch answer
+            # for this long is how an outage shows.
+            if not self._paused and stalest > STALE_AFTER_S * 1000 and last_error is None:
+                last_error = f"no fetch answer from the broker for {stalest / 1000:.1f} s"
         return FollowerStats(
             streams=len(self._by_key),
             behind=behind,
@@ -170,7 +186,7 @@ class KafkaLogFollower:
             retries=self._retries,
             truncated=self._truncated,
             paused=self._paused,
-            last_error=self._last_error,
+            last_error=last_error,
         )
 
     async def aclose(self) -> None:
