@@ -74,3 +74,16 @@ async def test_engagement_folds_into_state_slots() -> None:
     assert engagement.like("s", 1, "c", True) is None
     engagement.forget("s", [2])
     assert engagement.snapshot("s", [3])[StateKey.COUNTS] == {"c": 2, "v": 2}
+
+
+def test_recent_buffer_recovers_what_arrived_after_the_last_seen_id() -> None:
+    """An id minted earlier can reach the stream later (another edge's append took longer): a
+    viewer who saw 30 has not seen 20 if 20 arrived after 30, so recovery after 30 includes it."""
+    buf = RecentBuffer(10, floor=0)
+    for cid in (10, 30, 20, 40):
+        buf.append(cid, "u", bytes([cid]))
+    assert buf.after(30, 10) == [bytes([20]), bytes([40])]
+    assert buf.after(20, 10) == [bytes([40])]
+    assert buf.after(25, 10) == [bytes([30]), bytes([40])]  # unknown id: newer ids
+    buf.remove(30)
+    assert buf.after(30, 10) == [bytes([20]), bytes([40])]  # a deleted comment still marks a place

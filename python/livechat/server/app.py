@@ -226,10 +226,14 @@ class LiveChatServer:
                 self._remote.target = None
         await asyncio.to_thread(self.edge.stop, ops.drain_timeout_ms if drain_ms is None else drain_ms)
         await self._close_services(chat=False)
-        chat = self.chat.stats() if self.chat is not None else {}
+        stats = self.chat.stats() if self.chat is not None else None
         log.info(
             "stopped",
-            extra={"event": "stopped", "comments": chat.get("comments"), "joins": chat.get("joins")},
+            extra={
+                "event": "stopped",
+                "comments": stats["comments"] if stats is not None else None,
+                "joins": stats["joins"] if stats is not None else None,
+            },
         )
 
     async def _close_services(self, chat: bool = True) -> None:

@@ -50,6 +50,7 @@ from livechat.services.background import Background
 from livechat.services.clock import Clock, SystemClock
 from livechat.services.comments import CommentPipeline
 from livechat.services.context import ChatContext
+from livechat.services.delivery import Delivery
 from livechat.services.engagement import Engagement
 from livechat.services.fanout import Fanout
 from livechat.services.housekeeping import Housekeeping
@@ -64,6 +65,7 @@ from livechat.services.room_events import RoomEvents
 from livechat.services.rooms import RoomDirectory
 from livechat.services.sampling import Sampler
 from livechat.services.sessions import Session, SessionTable
+from livechat.services.stats import ChatStats
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,8 @@ class ChatService:
             if classifier is not None
             else None
         )
-        self._comments = CommentPipeline(ctx, self._reviews)
+        self.delivery = Delivery(ctx)
+        self._comments = CommentPipeline(ctx, self._reviews, self.delivery)
         self._periodic: asyncio.Task[None] | None = None
         # Connections refused at open, by error code (auth_invalid, auth_expired, auth_required).
         self.auth_refused: dict[str, int] = {}
@@ -185,7 +188,7 @@ class ChatService:
             except Exception:
                 log.exception("chat housekeeping failed")
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ChatStats:
         """Counters and gauges for /metrics (``livechat.server.metrics``); snapshots, not live views."""
         ctx = self._ctx
         now = ctx.clock.monotonic()

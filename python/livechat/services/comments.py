@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -37,6 +37,7 @@ from livechat.protocol import (
     unpackb,
 )
 from livechat.services.context import ChatContext
+from livechat.services.delivery import Delivery, StoredPost
 from livechat.services.idempotency import AckRecord, idempotency_key
 from livechat.services.moderation import ACCEPTED, Decision, ReviewItem, ReviewQueue
 from livechat.services.room import Room
@@ -84,9 +85,10 @@ def _retry_ms(seconds: float) -> int:
 
 
 class CommentPipeline:
-    def __init__(self, ctx: ChatContext, reviews: ReviewQueue | None) -> None:
+    def __init__(self, ctx: ChatContext, reviews: ReviewQueue | None, delivery: Delivery) -> None:
         self._ctx = ctx
         self._reviews = reviews
+        self._delivery = delivery
         self._pending: list[PendingComment] = []
         # Admitted and not yet acked (pending or being written): reposts attach to these.
         self._unacked: dict[str, PendingComment] = {}
@@ -384,20 +386,8 @@ class CommentPipeline:
         # the embedded store (one worker running jobs in call order) a read caused by an ack sees it.
         history_put = asyncio.ensure_future(self._put_history(visible)) if visible else None
         now = ctx.clock.monotonic()
-        # Per stream, once per batch: count every stored comment towards the rate, then decide
-        # which go into the tick with one sampling call.
-        per_stream: dict[str, list[int]] = {}
-        for index, pending in enumerate(stored):
-            per_stream.setdefault(pending.stream, []).append(index)
-        broadcast = [True] * len(stored)
-        for stream, indexes in per_stream.items():
-            ctx.sampler.observe(stream, now, len(indexes))
-            mask = ctx.sampler.keep_many(stream, [stored[i].comment_id for i in indexes])
-            if mask is not None:
-                for index, keep in zip(indexes, mask, strict=True):
-                    broadcast[index] = keep == 1
         # All acks of the batch leave in one call before the fan-out work (per connection in post
-        # order); then the direct copies, one ``ev`` per connection and stream.
+        # order); then delivery on this edge (``livechat.services.delivery``).
         acks: list[tuple[int, bytes]] = []
         try:
             for pending in stored:
@@ -405,16 +395,16 @@ class CommentPipeline:
         finally:
             if acks:
                 ctx.outbox.send_batch(acks)
-        direct: dict[tuple[int, str], list[bytes]] = {}
-        conns_of: dict[tuple[str, str], list[int]] = {}
-        try:
-            for pending, keep in zip(stored, broadcast, strict=True):
-                self._deliver(pending, now, keep, direct, conns_of)
-        finally:
-            if direct:
-                ctx.outbox.send_batch(
-                    [(conn, encode_direct(stream, events)) for (conn, stream), events in direct.items()]
-                )
+        shown = [p for p in stored if not p.shadow]
+        self._hide(p for p in stored if p.shadow)
+        broadcast = self._delivery.deliver_many(
+            [StoredPost(p.stream, p.comment_id, p.user_id, p.payload, p.mentions) for p in shown]
+        )
+        for pending, keep in zip(shown, broadcast, strict=True):
+            ctx.fanout.comment(pending.stream, pending.payload, keep)
+            if not keep:
+                self.counters["sampled_out"] += 1
+            self._after_delivery(pending, now)
         ctx.fanout.send_remote()
         if history_put is not None:
             await history_put
@@ -449,48 +439,29 @@ class CommentPipeline:
             )
             first = False
 
-    def _deliver(
-        self,
-        pending: PendingComment,
-        now: float,
-        broadcast: bool,
-        direct: dict[tuple[int, str], list[bytes]],
-        conns_of: dict[tuple[str, str], list[int]],
-    ) -> None:
-        """Fan one stored comment out; its direct copies (shadowed, sampled out) go into ``direct``
-        per (connection, stream). ``conns_of`` caches ``conns_in`` over one batch."""
+    def _hide(self, shadowed: Iterable[PendingComment]) -> None:
+        """A shadow-banned comment goes to its author's connections on this edge only."""
         ctx = self._ctx
-        stream = pending.stream
-        comment_id = pending.comment_id
-        key = (pending.user_id, stream)
-        own = conns_of.get(key)
-        if own is None:
-            own = conns_of[key] = ctx.sessions.conns_in(pending.user_id, stream)
-        if pending.shadow:
+        direct: dict[tuple[int, str], list[bytes]] = {}
+        for pending in shadowed:
             self.counters["shadowed"] += 1
-            for conn in own:
-                direct.setdefault((conn, stream), []).append(pending.payload)
-            return
+            for conn in ctx.sessions.conns_in(pending.user_id, pending.stream):
+                direct.setdefault((conn, pending.stream), []).append(pending.payload)
+        if direct:
+            ctx.outbox.send_batch(
+                [(conn, encode_direct(stream, events)) for (conn, stream), events in direct.items()]
+            )
+
+    def _after_delivery(self, pending: PendingComment, now: float) -> None:
+        """What only the posting edge does for a shown comment: flag it, queue it for review."""
+        ctx = self._ctx
         self.counters["accepted"] += 1
-        ctx.engagement.comment_posted(stream, comment_id)
-        ctx.fanout.comment(stream, pending.payload, broadcast)
-        if broadcast:
-            room = ctx.rooms.get(stream)
-            if room is not None:
-                room.recent.append(comment_id, pending.user_id, pending.payload)
-        else:
-            self.counters["sampled_out"] += 1
-            targets = own
-            if pending.mentions:
-                targets = sorted(set(own).union(ctx.sessions.mentioned_conns(pending.mentions, stream)))
-            for conn in targets:
-                direct.setdefault((conn, stream), []).append(pending.payload)
         if pending.flag_reason is not None:
             ctx.background.spawn(
                 ctx.meta.flag_comment(
                     FlaggedComment(
-                        stream,
-                        comment_id,
+                        pending.stream,
+                        pending.comment_id,
                         pending.user_id,
                         pending.payload,
                         pending.flag_reason,
@@ -503,6 +474,12 @@ class CommentPipeline:
         if self._reviews is not None:
             self._reviews.submit(
                 ReviewItem(
-                    stream, comment_id, pending.user_id, pending.text, pending.payload, pending.strikes, now
+                    pending.stream,
+                    pending.comment_id,
+                    pending.user_id,
+                    pending.text,
+                    pending.payload,
+                    pending.strikes,
+                    now,
                 )
             )

@@ -1,4 +1,4 @@
-"""Where an event goes: this edge's stream tick, and (cluster mode) every other edge.
+"""Where an event goes besides this edge: every other edge, through the Broker.
 
 Between edges an event travels as one tag byte plus the event's msgpack bytes, so the receiving
 edge can hand the same bytes to its own tick without re-encoding:
@@ -28,20 +28,17 @@ TAG_PRIORITY: Final = 0x50  # "P"
 
 
 class Fanout:
-    __slots__ = ("_background", "_broker", "_outbox", "_queued", "published")
+    __slots__ = ("_background", "_broker", "_outbox", "_queued")
 
     def __init__(self, outbox: Outbox, broker: Broker | None, background: Background) -> None:
         self._outbox = outbox
         self._broker = broker
         self._background = background
         self._queued: list[tuple[str, bytes]] = []
-        self.published = 0
 
     def comment(self, stream: str, payload: bytes, broadcast: bool) -> None:
-        """A new comment: into this edge's tick when ``broadcast``; to other edges either way."""
-        if broadcast:
-            self._outbox.publish(stream, payload)
-            self.published += 1
+        """A comment delivered here (``livechat.services.delivery``): to the other edges, tagged
+        with this edge's sampling decision."""
         if self._broker is not None:
             self._queued.append((stream, bytes((TAG_BROADCAST if broadcast else TAG_SAMPLED,)) + payload))
 

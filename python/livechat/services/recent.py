@@ -6,19 +6,28 @@ from collections import OrderedDict
 
 
 class RecentBuffer:
-    """Up to ``capacity`` (comment id -> (user id, encoded event)), ordered by id.
+    """Up to ``capacity`` (comment id -> (user id, encoded event)), ordered by id, each remembering
+    when it arrived.
 
     ``floor`` is the newest id this buffer may be missing: recovery from a last seen id below it
     cannot be answered from memory. Deleted comments are removed, so neither snapshots nor recovery
     ever return them.
+
+    Why arrival matters: ids are minted by the posting edge before its comment reaches the stream's
+    sequencer (the log), so a comment can arrive after one with a larger id (by up to the time an
+    append takes). A viewer who last saw id X has seen what arrived before X on its edge, which is
+    not "every id below X". Recovery therefore answers "what arrived after X" when X is still here.
     """
 
-    __slots__ = ("_capacity", "_items", "_ordered", "floor")
+    __slots__ = ("_arrived", "_capacity", "_items", "_ordered", "_seq", "floor")
 
     def __init__(self, capacity: int, floor: int) -> None:
         self._capacity = max(capacity, 1)
         # OrderedDict: dropping the oldest is O(1) (see ``IdempotencyCache``).
         self._items: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
+        # comment id -> arrival number (increasing): what came after a given comment.
+        self._arrived: dict[int, int] = {}
+        self._seq = 0
         self._ordered = True
         self.floor = floor
 
@@ -34,21 +43,32 @@ class RecentBuffer:
             self._items = OrderedDict(sorted(self._items.items()))
             self._ordered = True
 
+    def _arrive(self, comment_id: int) -> None:
+        if comment_id not in self._arrived:
+            self._seq += 1
+            self._arrived[comment_id] = self._seq
+
     def append(self, comment_id: int, user_id: str, payload: bytes) -> None:
         items = self._items
         if items and self._ordered and comment_id < next(reversed(items)):
             self._ordered = False
         items[comment_id] = (user_id, payload)
+        self._arrive(comment_id)
         if len(items) > self._capacity:
             self._order()
             oldest, _ = self._items.popitem(last=False)
+            self._arrived.pop(oldest, None)
             if oldest > self.floor:
                 self.floor = oldest
+        if len(self._arrived) > 2 * self._capacity:
+            # Deleted comments keep their arrival number a while; bound them to the buffer's size.
+            self._arrived = {cid: self._arrived[cid] for cid in items}
 
     def load(self, newest_first: list[tuple[int, str, bytes]], complete: bool) -> None:
         """Fill from history (newest first). ``complete``: that was the whole history."""
         for comment_id, user_id, payload in reversed(newest_first):
             self._items[comment_id] = (user_id, payload)
+            self._arrive(comment_id)
         self._ordered = False
         self._order()
         # Everything newer than the oldest loaded id is here; before it, only when nothing is older.
@@ -59,6 +79,7 @@ class RecentBuffer:
         return item[1] if item is not None else None
 
     def remove(self, comment_id: int) -> bool:
+        # Its arrival number stays (until eviction): a viewer who saw it can still recover after it.
         return self._items.pop(comment_id, None) is not None
 
     def remove_user(self, user_id: str) -> list[int]:
@@ -80,12 +101,17 @@ class RecentBuffer:
         return [(cid, payload) for cid, (_, payload) in tail]
 
     def after(self, last_id: int, limit: int) -> list[bytes] | None:
-        """Comments newer than ``last_id``, oldest first; None when memory cannot tell (too old, or
-        more than ``limit``)."""
+        """Comments that arrived after ``last_id`` (newer ids when it is unknown here), in id
+        order; None when memory cannot tell (too old, or more than ``limit``)."""
         if last_id < self.floor:
             return None
         self._order()
-        out = [payload for cid, (_, payload) in self._items.items() if cid > last_id]
+        seen_at = self._arrived.get(last_id)
+        if seen_at is None:
+            out = [payload for cid, (_, payload) in self._items.items() if cid > last_id]
+        else:
+            arrived = self._arrived
+            out = [payload for cid, (_, payload) in self._items.items() if arrived[cid] > seen_at]
         if len(out) > limit:
             return None
         return out
