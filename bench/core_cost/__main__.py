@@ -19,6 +19,8 @@ import time
 
 from livechat._edge import encode_frame
 
+from tests.ports import free_port
+
 HZ = os.sysconf("SC_CLK_TCK")
 UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -36,13 +38,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def publish(port: int, rate: float, seconds: float) -> int:

@@ -10,7 +10,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -22,22 +21,10 @@ from bench.fanout import procstat, rust_loadgen
 from bench.fanout.report import render
 from bench.fanout.scenario import FULL, QUICK, Plan, run_target
 from bench.fanout.targets import parse_targets
+from tests.ports import free_port
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 PORT_RANGE = range(19100, 20000)
-
-
-def free_port(host: str, after: int) -> int:
-    for port in PORT_RANGE:
-        if port <= after:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -112,9 +99,10 @@ async def run(args: argparse.Namespace, loadgen: str, loadgen_note: str) -> dict
     }
     log_dir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     run_info["log_dir"] = str(log_dir)
-    port = PORT_RANGE.start - 1
+    used: set[int] = set()  # each target its own port: the previous one may linger in TIME_WAIT
     for index, target in enumerate(targets):
-        port = free_port(plan.host, port)
+        port = free_port(PORT_RANGE, plan.host, exclude=used)
+        used.add(port)
         busy = await wait_quiet(args.wait_quiet) if args.wait_quiet else await wait_quiet(0, window_s=1.0)
         print(
             f"[{target.name}] port {port}, {plan.conns} viewers; machine busy {busy:.2f} cores before start",

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -24,25 +22,13 @@ import jwt
 
 from bench.fanout import procstat
 from bench.fanout.processes import LoadWorker, ServerProcess, child_env
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 EDGE_PORTS = range(17000, 18000)
 REDIS_PORTS = range(16400, 16500)
 SECRET_FILE = "hmac-secret"
-
-
-def free_port(ports: range) -> int:
-    candidates = list(ports)
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 class Redis:

@@ -6,7 +6,6 @@ fails the test.
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,14 @@ import pytest
 
 from bench.fanout.scenario import Plan, run_target
 from bench.fanout.targets import TARGETS, Target
+from tests.ports import free_port
 
 SMALL = Plan(conns=200, workers=2, steady_s=1.5, ladder=(20,), step_s=1.0, settle_s=0.5, drain_timeout_s=2.0)
 
 
-def free_port() -> int:
-    for port in range(19900, 20000):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 19900-19999")
+def fanout_port() -> int:
+    """A free port of this suite's range (19900-19999)."""
+    return free_port(range(19900, 20000))
 
 
 def fixture_target(name: str, tick_frames: bool, *options: str) -> Target:
@@ -39,7 +33,7 @@ def fixture_target(name: str, tick_frames: bool, *options: str) -> Target:
 
 
 async def measure(target: Target, tmp_path: Path) -> dict[str, Any]:
-    return await run_target(target, SMALL, free_port(), 5, tmp_path)
+    return await run_target(target, SMALL, fanout_port(), 5, tmp_path)
 
 
 def assert_clean(result: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ import pytest
 from bench.fanout import rust_loadgen
 from bench.fanout.scenario import run_target
 from bench.fanout.targets import TARGETS, Target
-from bench.tests.test_fanout_harness import SMALL, assert_clean, fixture_target, free_port
+from bench.tests.test_fanout_harness import SMALL, assert_clean, fanout_port, fixture_target
 
 RUST = dataclasses.replace(SMALL, loadgen="rust")
 
@@ -32,7 +32,7 @@ def built_binary() -> Path:
 
 
 async def measure(target: Target, tmp_path: Path) -> dict[str, Any]:
-    return await run_target(target, RUST, free_port(), 6, tmp_path)
+    return await run_target(target, RUST, fanout_port(), 6, tmp_path)
 
 
 async def test_peer_messages_are_all_counted(tmp_path: Path) -> None:

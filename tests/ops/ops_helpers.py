@@ -21,7 +21,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.serve_process import free_port
+from tests.ports import free_port
 
 OPS_PORTS = range(18000, 19000)
 

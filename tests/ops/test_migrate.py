@@ -3,7 +3,6 @@ behind. Every test gets its own database (tests/contract/backend_postgres.py).""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from livechat.migrate import migrations
 from livechat.ports import BackendUnavailable, ConfigurationError, RoomModes
 
 from tests.contract.backend_postgres import database_url, fresh_empty_url
+from tests.ports import free_port
 
 # The console script installed beside this interpreter: what an operator runs.
 LIVECHAT = Path(sys.executable).with_name("livechat")
@@ -38,12 +38,6 @@ async def applied_versions(url: str) -> list[str]:
         return [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")]
     finally:
         await conn.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nothing listens once the socket is closed
 
 
 def test_shipped_migrations_are_numbered_in_order() -> None:
@@ -86,7 +80,7 @@ async def test_migrate_reads_the_url_from_the_config_file(
 
 
 def test_migrate_fails_when_the_server_is_unreachable() -> None:
-    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres?connect_timeout=2"
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres?connect_timeout=2"  # nothing listens
     code, _, err = finish(livechat_migrate("--meta", url))
     assert code == 1
     assert "unavailable" in err.lower()
@@ -118,7 +112,7 @@ async def test_migrate_auto_brings_the_schema_up_on_open(request: pytest.Fixture
 
 async def test_open_on_an_unreachable_server_is_backend_unavailable() -> None:
     with pytest.raises(BackendUnavailable):
-        await open_meta(f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres?connect_timeout=2")
+        await open_meta(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres?connect_timeout=2")
 
 
 async def test_a_missing_database_is_a_configuration_error() -> None:

@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.cluster_services import SCRIPT, Toxiproxy, _up, service_url
+from tests.ports import free_port
 
 
 def host_port(url: str) -> tuple[str, int]:
@@ -41,13 +42,6 @@ def running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --- each service answers its real driver ---------------------------------------------------------

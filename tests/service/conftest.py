@@ -10,18 +10,25 @@ from __future__ import annotations
 import random
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from livechat.devsecret import SECRET_FILE
 
 from tests.contract.redis_service import RedisServer, port_is_free
-from tests.service.serve_process import ServeProcess
+from tests.service.serve_process import Client, ServeProcess
 
 REDIS_PORTS = range(16400, 16500)
 
 StartServe = Callable[..., ServeProcess]
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    """Every client a test opened is closed at its end, in the loop that opened it."""
+    yield
+    await Client.close_all()
 
 
 @pytest.fixture(scope="session")

@@ -15,27 +15,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jwt
 import msgpack
 import websockets
 
+from tests.ports import free_port
+
 SERVE_PORTS = range(17000, 18000)
-
-
-def free_port(ports: range = SERVE_PORTS) -> int:
-    """A port of ``ports`` nothing listens on right now (random, so parallel runs rarely collide)."""
-    candidates = list(ports)
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 class ServeProcess:
@@ -43,7 +31,7 @@ class ServeProcess:
 
     def __init__(self, data_dir: Path, *extra: str, port: int | None = None) -> None:
         self.data_dir = data_dir
-        self.port = port or free_port()
+        self.port = port or free_port(SERVE_PORTS)
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -103,6 +91,10 @@ class Client:
     every other message (ack, err, ok, snapshot, history, pong, notice).
     """
 
+    #: Connections not closed yet: ``close_all`` (an autouse fixture in tests/service/conftest.py)
+    #: closes what a test left open, so none is garbage-collected open (a ResourceWarning).
+    opened: ClassVar[set[Client]] = set()
+
     def __init__(self, ws: websockets.ClientConnection) -> None:
         self.ws = ws
         self.replies: list[dict[str, Any]] = []
@@ -114,7 +106,9 @@ class Client:
     @classmethod
     async def connect(cls, url: str, deflate: bool = True, **kwargs: Any) -> Client:
         ws = await websockets.connect(url, compression="deflate" if deflate else None, **kwargs)
-        return cls(ws)
+        client = cls(ws)
+        cls.opened.add(client)
+        return client
 
     async def send(self, **msg: Any) -> None:
         await self.ws.send(msgpack.packb(msg))
@@ -229,7 +223,13 @@ class Client:
         return self.ws.close_code
 
     async def close(self) -> None:
+        Client.opened.discard(self)
         await self.ws.close()
+
+    @classmethod
+    async def close_all(cls) -> None:
+        """Close every client still open (the end of a test)."""
+        await asyncio.gather(*(client.close() for client in list(cls.opened)), return_exceptions=True)
 
 
 class Room:
