@@ -1,10 +1,11 @@
 """Cassandra history stores for the contract suites: ONE keyspace for every test, a unique stream
 name space per test (``test_history_contract`` names its streams through its ``name`` fixture).
 
-Why not a keyspace per test: a keyspace with the store's six tables takes 1.6-2.4 s to create
-(every CREATE waits for schema agreement) and 1.6-2.2 s to drop, measured on this 2-core machine
-under load ~3, against ~0.25 s to open a store on an existing keyspace; the history contract has
-~17 tests, so a keyspace each would add about a minute and leave a snapshot per dropped keyspace
+Why not a keyspace per test: opening a store on a new keyspace (keyspace + six tables, each CREATE
+waiting for schema agreement) took 0.6-1.1 s and dropping it 0.6-1.1 s, against 0.05-0.10 s to open
+one on an existing keyspace (3 rounds each, 2 cores under load 3.3; an earlier bare-DDL probe under
+load 5.5: 1.7-2.4 s to create, 1.6-2.2 s to drop). With 16 Cassandra tests in the history contract
+a keyspace each would add 20-35 s a run and leave a snapshot per dropped keyspace
 (``auto_snapshot``). Streams are the store's unit of isolation (every read names one stream), so
 unique stream names isolate tests as well as keyspaces do, concurrent sessions included.
 

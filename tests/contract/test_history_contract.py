@@ -1,18 +1,28 @@
-"""HistoryStore contract (livechat.ports.history), run against every history backend."""
+"""HistoryStore contract (livechat.ports.history), run against every history backend.
+
+Every test names its streams through the ``name`` fixture: cluster backends share one store (one
+Cassandra keyspace) between tests. The ``test_cassandra_*`` cases check what the port leaves to
+that backend (its keyspace settings, its errors when the server is out of reach)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
 
+import backend_cassandra
 import pytest
 from livechat.backends import open_history
 from livechat.ids import CommentIdGenerator
-from livechat.ports import ClosedError, HistoryStore, StoredComment
+from livechat.ports import BackendUnavailable, ClosedError, ConfigurationError, HistoryStore, StoredComment
+
+from tests.cluster_services import Toxiproxy, service_url
 
 IDS = CommentIdGenerator(node=3)
+T = TypeVar("T")
 
 
 def comments(stream: str, n: int, users: tuple[str, ...] = ("u1", "u2", "u3")) -> list[StoredComment]:
@@ -218,3 +228,140 @@ async def test_closed_store_refuses_calls(history_url: str, name: Callable[[str]
     await store.aclose()
     with pytest.raises(ClosedError):
         await store.recent(s, 1)
+
+
+def spread(stream: str, n: int, hours: float) -> list[StoredComment]:
+    """``n`` comments with ids spread evenly over the last ``hours`` hours (ascending): with the
+    Cassandra backend's one-hour buckets they fill ``hours`` + 1 partitions."""
+    start_ms = int(time.time() * 1000 - hours * 3_600_000)
+    clock = iter(start_ms + int(i * hours * 3_600_000 / n) for i in range(n))
+    ids = CommentIdGenerator(node=4, clock_ms=lambda: next(clock))
+    return [StoredComment(stream, ids.next_id(), f"u{i % 3}", f"{i}".encode()) for i in range(n)]
+
+
+async def test_pages_across_many_time_buckets(history: HistoryStore, name: Callable[[str], str]) -> None:
+    s = name("s")
+    stored = spread(s, 60, hours=5)  # 12 an hour: most pages below span two or more buckets
+    await history.put_many(stored[::2])
+    await history.put_many(stored[1::2])
+    newest_first = ids_of(stored)[::-1]
+    assert ids_of(await history.recent(s, 100)) == newest_first
+
+    seen: list[int] = []
+    before = None
+    while page := await history.page(s, before, 7):
+        seen += ids_of(page)
+        before = page[-1].comment_id
+    assert seen == newest_first
+
+    forward: list[int] = []
+    after = 0
+    while chunk := await history.after(s, after, 7):
+        forward += ids_of(chunk)
+        after = chunk[-1].comment_id
+    assert forward == ids_of(stored)
+    assert ids_of(await history.page(s, stored[30].comment_id, 25)) == ids_of(stored[5:30])[::-1]
+    assert ids_of(await history.after(s, stored[10].comment_id, 25)) == ids_of(stored[11:36])
+
+    # Deletes and a purge reach every bucket.
+    assert await history.delete(s, stored[20].comment_id) is True
+    purged = await history.delete_user(s, "u1")
+    assert purged == [c.comment_id for c in stored if c.user_id == "u1"]
+    left = [c for c in stored if c.user_id != "u1" and c is not stored[20]]
+    assert ids_of(await history.after(s, 0, 100)) == ids_of(left)
+    assert ids_of(await history.recent(s, 100)) == ids_of(left)[::-1]
+
+
+async def test_a_re_put_is_not_duplicated(history_url: str, name: Callable[[str], str]) -> None:
+    """The persist worker may write a record again after a restart (a new process, a new store)."""
+    s = name("s")
+    stored = spread(s, 30, hours=2)
+    store = await open_history(history_url)
+    try:
+        await store.put_many(stored)
+        await store.put_many(stored[10:])
+        await store.put(stored[0])
+    finally:
+        await store.aclose()
+    store = await open_history(history_url)
+    try:
+        await store.put_many(stored)
+        assert ids_of(await store.after(s, 0, 100)) == ids_of(stored)
+        assert await store.recent(s, 100) == stored[::-1]
+        assert await store.delete_user(s, "u0") == [c.comment_id for c in stored if c.user_id == "u0"]
+    finally:
+        await store.aclose()
+
+
+async def test_a_late_put_of_an_old_deleted_comment_stays_deleted(
+    history: HistoryStore, name: Callable[[str], str]
+) -> None:
+    """Comments hours old (older than Cassandra's gc_grace on the history table) deleted, then put
+    again by a late writer (a persist worker replaying its log)."""
+    s = name("s")
+    stored = spread(s, 6, hours=5)
+    await history.put_many(stored)
+    assert await history.delete(s, stored[0].comment_id) is True
+    assert await history.delete_user(s, "u1") == [stored[1].comment_id, stored[4].comment_id]
+    await history.put_many(stored)
+    assert await history.recent(s, 10) == [stored[5], stored[3], stored[2]]
+    assert await history.get(s, stored[0].comment_id) is None
+
+
+# -- Cassandra only: what the port leaves to the backend -------------------------------------
+
+
+async def test_cassandra_refuses_a_keyspace_made_with_another_bucket_width(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = backend_cassandra.fresh_url("history", request, tmp_path)
+    await (await open_history(url)).aclose()  # the keyspace exists, made with the default width
+    with pytest.raises(ConfigurationError, match="bucket_s"):
+        await open_history(url + "&bucket_s=60")
+
+
+async def test_cassandra_out_of_reach_is_backend_unavailable_and_heals(
+    request: pytest.FixtureRequest, tmp_path: Path, name: Callable[[str], str]
+) -> None:
+    """Through a Toxiproxy proxy: slow answers (past the 2 s request timeout) and a dropped
+    connection both raise BackendUnavailable; the same store works again once the path is back."""
+    toxiproxy = Toxiproxy(service_url("toxiproxy"))
+    server = backend_cassandra.server_url().removeprefix("cassandra://")
+    proxy = f"lc-history-{uuid.uuid4().hex[:8]}"
+    listen = toxiproxy.proxy(proxy, "127.0.0.1:0", server)["listen"]
+    keyspace_url = backend_cassandra.fresh_url("history", request, tmp_path)
+    url = keyspace_url.replace(server, listen) + "&timeout=2"
+    s = name("s")
+    first, second = comments(s, 2)
+    store = await open_history(url)
+    try:
+        await store.put(first)
+        toxiproxy.add_toxic(proxy, "latency", attributes={"latency": 4000})
+        with pytest.raises(BackendUnavailable):
+            await store.recent(s, 10)
+        with pytest.raises(BackendUnavailable):
+            await store.put(second)
+        toxiproxy.remove_toxic(proxy, "latency_downstream")
+        assert await _eventually(lambda: store.recent(s, 10)) in ([first], [second, first])
+
+        toxiproxy.set_enabled(proxy, False)
+        with pytest.raises(BackendUnavailable):
+            await store.get(s, first.comment_id)
+        toxiproxy.set_enabled(proxy, True)
+        await _eventually(lambda: store.put(second))
+        assert await store.recent(s, 10) == [second, first]
+    finally:
+        await store.aclose()
+        toxiproxy.delete_proxy(proxy)
+
+
+async def _eventually(call: Callable[[], Awaitable[T]], within_s: float = 30.0) -> T:
+    """``call()`` retried on BackendUnavailable (the driver reconnects with a back-off)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return await call()
+        except BackendUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)

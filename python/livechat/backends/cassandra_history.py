@@ -2,8 +2,13 @@
 
 Layout (``cassandra_schema``): ``comments`` partitioned by ``(stream_id, bucket)`` where the bucket is
 the comment id's time rounded down to ``bucket_s``, clustered by ``comment_id DESC``; a per-stream list
-of buckets so reads page across partitions; a per-user index for ``delete_user``; deletes by time
-(``tombstones``) and by id (``deleted_ids``), both kept ``tombstone_ttl_s``.
+of buckets so reads page across partitions; a per-user index (``comments_by_user``, same partition
+key as ``comments``) for ``delete_user``; deletes by time (``tombstones``) and by id
+(``deleted_ids``, same partition key again), both kept ``tombstone_ttl_s``.
+
+Reads: ``page``/``recent``/``after`` list the stream's buckets and read them in order until the page
+is full; the read of the likeliest bucket (of ``before_id``/``after_id``, or of now) is sent with the
+listing, so a page that one bucket fills costs one round trip.
 
 How each guarantee of the port is kept:
 - **Idempotency, first version wins, without a read or a Paxos round**: a put is written with the
@@ -20,16 +25,24 @@ How each guarantee of the port is kept:
   checked against ``deleted_ids`` first, so deletes win for ``tombstone_ttl_s`` as in SQLite.
 - **Retention**: every write carries ``TTL = retention_s - age of the comment id``; a comment already
   past retention is not written.
-- **Durability**: a write returns once ``consistency`` replicas acknowledged it (in their commit log).
+- **Watermarks** (``set_watermarks``): the offset is written as the cell's write timestamp too, so a
+  lower offset never replaces a higher one, concurrent writers included, without a read.
+- **Durability**: a write returns once ``consistency`` replicas have it in their commit log. With
+  ``commitlog_sync: periodic`` (the default, and the test server's) that log is fsynced every
+  ``commitlog_sync_period``: a restart of Cassandra keeps the write, a power loss of every replica
+  within that period may not (``commitlog_sync: group`` or RF >= 3 closes that).
 
 Where Cassandra gives less than SQLite (stated in the port's terms):
-- ``put_many`` is not all-or-nothing across partitions: each ``(stream, bucket)`` partition is one
-  unlogged batch (atomic and isolated inside the partition), partitions are written concurrently, and
-  a failure raises after some of them may have been stored. A retry (every put is idempotent)
-  completes it; the persist worker commits its Kafka offset only after ``put_many`` returns.
-- ``delete_user`` is atomic per bucket partition, not across buckets: a reader paging across a bucket
-  boundary while a purge runs can see part of it. Tombstones are written before the rows go, so a
-  purge interrupted half-way is finished by running it again.
+- ``put_many`` is not all-or-nothing across partitions: each comment goes with its index row in a
+  single-partition unlogged batch (up to ``BATCH_ROWS`` comments: atomic and isolated inside the
+  partition), batches run concurrently, and a failure raises after some of them may have been
+  stored. A retry (every put is idempotent) completes it; the persist worker commits its Kafka
+  offset only after ``put_many`` returns.
+- ``delete_user`` is atomic per bucket partition (one batch each), not across buckets: a reader
+  paging across a bucket boundary while a purge runs can see part of it. Tombstones are written
+  before the rows go, so a purge interrupted half-way is finished by running it again. It reads
+  the index of every bucket the stream has (``retention_s / bucket_s`` at most, ``concurrency`` at
+  a time): a purge is rare, a put is not.
 - Two concurrent ``delete`` calls of one comment can both return True (and both leave a tombstone);
   one at a time, the second returns False.
 """
@@ -41,13 +54,20 @@ import contextlib
 import math
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
-from livechat.backends.cassandra_schema import CassandraUrl, keyspace_ddl, table_ddl
-from livechat.backends.cassandra_session import CqlSession, Params, Row, Statement, consistency_level
-from livechat.ids import id_timestamp_ms
+from livechat.backends.cassandra_schema import SCHEMA_VERSION, CassandraUrl, keyspace_ddl, table_ddl
+from livechat.backends.cassandra_session import (
+    CqlSession,
+    Params,
+    Row,
+    Statement,
+    consistency_level,
+    discard,
+)
+from livechat.ids import first_id_at, id_timestamp_ms
 from livechat.ports.errors import ClosedError, ConfigurationError
 from livechat.ports.history import StoredComment, Tombstone
 
@@ -56,15 +76,17 @@ DELETE_TIMESTAMP = 1 << 62
 PUT_TIMESTAMP_BASE = DELETE_TIMESTAMP - 1
 # Cassandra refuses TTLs above 20 years.
 MAX_TTL_S = 630_720_000
-# Rows per single-partition batch: one mutation of ~25 KB at 200 B a comment; bigger batches only
-# serialise work that concurrent batches spread over the coordinator's threads.
+# Comments per single-partition batch (each with its index row): one mutation of ~25 KB at 200 B a
+# comment; bigger batches only serialise work that concurrent batches spread over the node's threads.
 BATCH_ROWS = 100
+# Deletes per single-partition batch: a purge is atomic per bucket up to this many of the user's
+# comments in one bucket (~300 B of mutation each: ~3 MB, under the 16 MB a mutation may have with
+# 32 MB commit log segments).
+DELETE_BATCH_ROWS = 10_000
 # Values per ``IN (…)`` read.
 IN_CHUNK = 100
 # Bucket-list rows read per round trip while paging back or forward.
 BUCKETS_PER_READ = 16
-# Ids read per round trip from the per-user index in delete_user.
-USER_IDS_PER_READ = 1000
 # A put of a comment younger than gc_grace minus this skips the deleted_ids check: any delete of it
 # is younger still, so its row tombstone cannot have been purged. The margin covers clock skew
 # between the edge that issued the id and the Cassandra nodes.
@@ -88,8 +110,8 @@ class _Queries:
         self.text: dict[str, str] = {
             "insert": f"INSERT INTO {ks}.comments (stream_id, bucket, comment_id, user_id, payload)"
             " VALUES (?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?",
-            "insert_by_user": f"INSERT INTO {ks}.comments_by_user (stream_id, user_id, comment_id)"
-            " VALUES (?, ?, ?) USING TTL ? AND TIMESTAMP ?",
+            "insert_by_user": f"INSERT INTO {ks}.comments_by_user (stream_id, bucket, user_id, comment_id)"
+            " VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?",
             "insert_bucket": f"INSERT INTO {ks}.stream_buckets (stream_id, bucket) VALUES (?, ?) USING TTL ?",
             "get": f"SELECT {cols} FROM {ks}.comments WHERE stream_id = ? AND bucket = ? AND comment_id = ?",
             "users_of": f"SELECT comment_id, user_id FROM {ks}.comments"
@@ -103,7 +125,8 @@ class _Queries:
             "buckets_up": f"SELECT bucket FROM {ks}.stream_buckets"
             " WHERE stream_id = ? AND bucket >= ? ORDER BY bucket ASC LIMIT ?",
             "user_ids": f"SELECT comment_id FROM {ks}.comments_by_user"
-            " WHERE stream_id = ? AND user_id = ? AND comment_id > ? LIMIT ?",
+            " WHERE stream_id = ? AND bucket = ? AND user_id = ?",
+            "all_buckets": f"SELECT bucket FROM {ks}.stream_buckets WHERE stream_id = ?",
             "deleted_in": f"SELECT comment_id FROM {ks}.deleted_ids"
             " WHERE stream_id = ? AND bucket = ? AND comment_id IN ?",
             "is_deleted": f"SELECT deleted_at FROM {ks}.deleted_ids"
@@ -115,9 +138,14 @@ class _Queries:
             "delete": f"DELETE FROM {ks}.comments USING TIMESTAMP ?"
             " WHERE stream_id = ? AND bucket = ? AND comment_id = ?",
             "delete_by_user": f"DELETE FROM {ks}.comments_by_user USING TIMESTAMP ?"
-            " WHERE stream_id = ? AND user_id = ? AND comment_id = ?",
+            " WHERE stream_id = ? AND bucket = ? AND user_id = ? AND comment_id = ?",
             "tombstones_since": f"SELECT comment_id, deleted_at FROM {ks}.tombstones"
             " WHERE stream_id = ? AND deleted_at >= ? LIMIT ?",
+            "watermark": f"SELECT log_offset FROM {ks}.watermarks WHERE stream_id = ?",
+            # The offset is also the write timestamp: the highest offset wins whatever the order the
+            # writes arrive in, with no read before the write.
+            "set_watermark": f"INSERT INTO {ks}.watermarks (stream_id, log_offset)"
+            " VALUES (?, ?) USING TIMESTAMP ?",
             "claim_setting": f"INSERT INTO {ks}.settings (name, value) VALUES (?, ?) IF NOT EXISTS",
         }
         self._prepared: dict[str, Statement] = {}
@@ -174,7 +202,7 @@ class CassandraHistoryStore:
             await _ensure_schema(session, parsed, retention_s, tombstone_ttl_s)
             queries = _Queries(parsed.keyspace)
             await queries.prepare(session)
-            await _check_bucket_width(session, queries, parsed)
+            await _check_settings(session, queries, parsed)
             gc_grace = session.table_option(parsed.keyspace, "comments", "gc_grace_seconds")
             gc_grace_s = int(cast(int, gc_grace)) if gc_grace is not None else parsed.gc_grace_s
         except BaseException:
@@ -222,22 +250,27 @@ class CassandraHistoryStore:
         """Start (unix seconds) of the bucket the comment id's time falls in."""
         return id_timestamp_ms(comment_id) // self._bucket_ms * self._url.bucket_s
 
-    async def _batches(self, statement: Statement, partitions: dict[object, list[Params]]) -> None:
-        """Write ``partitions`` (rows grouped by partition key) as single-partition unlogged batches.
+    async def _batches(
+        self, partitions: dict[object, list[list[tuple[Statement, Params]]]], per_batch: int = BATCH_ROWS
+    ) -> None:
+        """Write each partition's groups of statements (a comment and its index row, say) as
+        single-partition unlogged batches of up to ``per_batch`` groups, partitions concurrently.
 
-        Never one batch across partitions: an unlogged multi-partition batch buys no atomicity, makes
-        one coordinator hold the whole batch and forward each partition's rows to replicas it is not
-        one of (token-aware routing is lost), and fails or retries as a whole; concurrent
-        single-partition batches go straight to each partition's replicas.
+        Statements on tables that share a partition key (comments, comments_by_user, deleted_ids)
+        form one mutation: atomic, and isolated per table. Never one batch across partitions: an
+        unlogged multi-partition batch buys no atomicity, makes one coordinator hold the whole batch
+        and forward each partition's rows to replicas it is not one of (token-aware routing is
+        lost), and fails or retries as a whole; concurrent single-partition batches go straight to
+        each partition's replicas.
         """
         jobs: list[Callable[[], Awaitable[object]]] = []
-        for rows in partitions.values():
-            for start in range(0, len(rows), BATCH_ROWS):
-                chunk = rows[start : start + BATCH_ROWS]
-                if len(chunk) == 1:
-                    jobs.append(partial(self._cql.execute, statement, chunk[0]))
+        for groups in partitions.values():
+            for start in range(0, len(groups), per_batch):
+                items = [item for group in groups[start : start + per_batch] for item in group]
+                if len(items) == 1:
+                    jobs.append(partial(self._cql.execute, *items[0]))
                 else:
-                    jobs.append(partial(self._cql.batch, [(statement, p) for p in chunk]))
+                    jobs.append(partial(self._cql.batch, items))
         await self._all(jobs)
 
     # -- writes ------------------------------------------------------------------------------
@@ -259,29 +292,30 @@ class CassandraHistoryStore:
             if not live:
                 return
             timestamp = PUT_TIMESTAMP_BASE - time.time_ns() // 1000
-            rows: dict[object, list[Params]] = defaultdict(list)
-            by_user: dict[object, list[Params]] = defaultdict(list)
-            buckets: dict[object, list[Params]] = defaultdict(list)
+            insert, insert_by_user, insert_bucket = (
+                self._q["insert"],
+                self._q["insert_by_user"],
+                self._q["insert_bucket"],
+            )
+            rows: dict[object, list[list[tuple[Statement, Params]]]] = defaultdict(list)
+            new_buckets: dict[object, list[list[tuple[Statement, Params]]]] = defaultdict(list)
             for c in live:
                 bucket = self._bucket(c.comment_id)
                 ttl = _ttl(id_timestamp_ms(c.comment_id) / 1000 + self._retention, now)
                 rows[c.stream, bucket].append(
-                    (c.stream, bucket, c.comment_id, c.user_id, c.payload, ttl, timestamp)
+                    [
+                        (insert, (c.stream, bucket, c.comment_id, c.user_id, c.payload, ttl, timestamp)),
+                        (insert_by_user, (c.stream, bucket, c.user_id, c.comment_id, ttl, timestamp)),
+                    ]
                 )
-                by_user[c.stream, c.user_id].append((c.stream, c.user_id, c.comment_id, ttl, timestamp))
-                key = (c.stream, bucket)
-                if key not in self._known_buckets and key not in buckets:
+                if (c.stream, bucket) not in self._known_buckets and len(rows[c.stream, bucket]) == 1:
                     # Outlives every comment of the bucket.
                     ttl_bucket = _ttl(bucket + self._url.bucket_s + self._retention, now)
-                    buckets[c.stream].append((c.stream, bucket, ttl_bucket))
-            # All three at once: a failure raises, and the caller's retry (idempotent) completes it.
-            await asyncio.gather(
-                self._batches(self._q["insert"], rows),
-                self._batches(self._q["insert_by_user"], by_user),
-                self._batches(self._q["insert_bucket"], buckets),
-            )
-            for params in (p for group in buckets.values() for p in group):
-                self._remember_bucket(cast(str, params[0]), cast(int, params[1]))
+                    new_buckets[c.stream].append([(insert_bucket, (c.stream, bucket, ttl_bucket))])
+            # Both at once: a failure raises, and the caller's retry (idempotent) completes it.
+            await asyncio.gather(self._batches(rows), self._batches(new_buckets))
+            for key in rows:
+                self._remember_bucket(*cast(tuple[str, int], key))
 
     def _remember_bucket(self, stream: str, bucket: int) -> None:
         self._known_buckets[stream, bucket] = None
@@ -321,77 +355,79 @@ class CassandraHistoryStore:
                 self._cql.rows(self._q["is_deleted"], (stream, bucket, comment_id)),
             )
             if tomb and not row:
-                return False  # deleted before (row tombstone included)
-            users = {comment_id: cast(str, row[0][1])} if row else {}
-            # A delete interrupted after its record (tomb but a row) only removes the row now.
-            await self._delete(stream, [comment_id], users, [] if tomb else [comment_id])
+                return False  # deleted before
+            user = cast(str, row[0][1]) if row else None
+            await self._delete(stream, {comment_id: user})
             return bool(row)
 
     async def delete_user(self, stream: str, user_id: str) -> list[int]:
         async with self._call():
-            candidates = await self._user_comment_ids(stream, user_id)
-            # The index may name comments that are gone (deleted, expired) or that a re-put under
-            # another user put there: keep those still stored under this user.
-            by_bucket: dict[int, list[int]] = defaultdict(list)
-            for cid in candidates:
-                by_bucket[self._bucket(cid)].append(cid)
+            buckets = [cast(int, r[0]) for r in await self._cql.rows(self._q["all_buckets"], (stream,))]
             mine: list[int] = []
 
-            async def confirm(bucket: int, ids: list[int]) -> None:
-                found = await self._cql.rows(self._q["users_of"], (stream, bucket, ids))
-                mine.extend(cast(int, r[0]) for r in found if r[1] == user_id)
+            async def collect(bucket: int) -> None:
+                found = await self._cql.rows(self._q["user_ids"], (stream, bucket, user_id))
+                candidates = [cast(int, r[0]) for r in found]
+                # The index may name comments that are gone (deleted, expired) or stored under
+                # another user (a re-put with another author loses, its index row stays): keep
+                # only those still stored under this user.
+                for i in range(0, len(candidates), IN_CHUNK):
+                    ids = candidates[i : i + IN_CHUNK]
+                    rows = await self._cql.rows(self._q["users_of"], (stream, bucket, ids))
+                    mine.extend(cast(int, r[0]) for r in rows if r[1] == user_id)
 
-            await self._all(
-                [
-                    partial(confirm, bucket, ids[i : i + IN_CHUNK])
-                    for bucket, ids in by_bucket.items()
-                    for i in range(0, len(ids), IN_CHUNK)
-                ]
-            )
+            await self._all([partial(collect, b) for b in buckets])
             mine.sort()
-            await self._delete(stream, mine, dict.fromkeys(mine, user_id), mine)
+            await self._delete(stream, dict.fromkeys(mine, user_id))
             return mine
 
-    async def _user_comment_ids(self, stream: str, user_id: str) -> list[int]:
-        ids: list[int] = []
-        after = -1
-        while True:
-            rows = await self._cql.rows(self._q["user_ids"], (stream, user_id, after, USER_IDS_PER_READ))
-            ids.extend(cast(int, r[0]) for r in rows)
-            if len(rows) < USER_IDS_PER_READ:
-                return ids
-            after = ids[-1]
+    async def _delete(self, stream: str, comments: dict[int, str | None]) -> None:
+        """Delete ``comments`` (comment id -> author, None when the row is not there).
 
-    async def _delete(
-        self, stream: str, ids: list[int], users: dict[int, str], tombstone_ids: list[int]
-    ) -> None:
-        """Record the deletes of ``tombstone_ids``, then remove the rows of ``ids`` (present or not:
-        the row tombstone also shadows a put still to come) and the index rows of ``users``.
-
-        The record first: a crash in between leaves a deleted-but-present comment that the next
-        delete finishes, never a comment gone without the tombstone recovery tells clients about.
+        First the tombstones recovery reads (one partition per stream), then per bucket one
+        single-partition batch: the deleted_ids record, the row delete (written even for an absent
+        row: it shadows a put still to come) and the index row delete. A crash in between leaves a
+        comment both tombstoned and present, which the next delete finishes; never a comment gone
+        without the tombstone that tells clients to drop it.
         """
         now = time.time()
         ttl = _ttl(now + self._ttl, now)
-        if tombstone_ids:
-            by_time: dict[object, list[Params]] = {stream: [(stream, now, c, ttl) for c in tombstone_ids]}
-            by_id: dict[object, list[Params]] = defaultdict(list)
-            for cid in tombstone_ids:
-                by_id[self._bucket(cid)].append((stream, self._bucket(cid), cid, now, ttl))
-            await asyncio.gather(
-                self._batches(self._q["insert_tombstone"], by_time),
-                self._batches(self._q["insert_deleted"], by_id),
-            )
-        removed: dict[object, list[Params]] = defaultdict(list)
-        for cid in ids:
-            removed[self._bucket(cid)].append((DELETE_TIMESTAMP, stream, self._bucket(cid), cid))
-        index: dict[object, list[Params]] = defaultdict(list)
-        for cid, user in users.items():
-            index[user].append((DELETE_TIMESTAMP, stream, user, cid))
-        await asyncio.gather(
-            self._batches(self._q["delete"], removed),
-            self._batches(self._q["delete_by_user"], index),
+        tombstones = self._q["insert_tombstone"]
+        await self._batches({stream: [[(tombstones, (stream, now, cid, ttl))] for cid in comments]})
+        insert_deleted, delete, delete_by_user = (
+            self._q["insert_deleted"],
+            self._q["delete"],
+            self._q["delete_by_user"],
         )
+        per_bucket: dict[object, list[list[tuple[Statement, Params]]]] = defaultdict(list)
+        for cid, user in comments.items():
+            bucket = self._bucket(cid)
+            group: list[tuple[Statement, Params]] = [
+                (insert_deleted, (stream, bucket, cid, now, ttl)),
+                (delete, (DELETE_TIMESTAMP, stream, bucket, cid)),
+            ]
+            if user is not None:
+                group.append((delete_by_user, (DELETE_TIMESTAMP, stream, bucket, user, cid)))
+            per_bucket[bucket].append(group)
+        # A whole bucket in one batch (up to DELETE_BATCH_ROWS): readers see all of it or none.
+        await self._batches(per_bucket, DELETE_BATCH_ROWS)
+
+    async def set_watermarks(self, marks: Mapping[str, int]) -> None:
+        async with self._call():
+            statement = self._q["set_watermark"]
+            # A negative mark (-1: nothing applied) sets nothing: it could never beat a stored one.
+            await self._batches(
+                {
+                    stream: [[(statement, (stream, offset, offset))]]
+                    for stream, offset in marks.items()
+                    if offset >= 0
+                }
+            )
+
+    async def watermark(self, stream: str) -> int:
+        async with self._call():
+            rows = await self._cql.rows(self._q["watermark"], (stream,))
+            return cast(int, rows[0][0]) if rows else -1
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -404,9 +440,12 @@ class CassandraHistoryStore:
         async with self._call():
             if limit <= 0:
                 return []
-            before = MAX_ID if before_id is None else before_id
-            top = MAX_BUCKET if before_id is None else self._bucket(before_id)
-            return await self._walk(stream, "buckets_down", top, "before", before, limit, step=-1)
+            if before_id is None:
+                # The newest page is most likely all in the bucket of now.
+                guess = self._bucket(first_id_at(int(time.time() * 1000)))
+                return await self._walk(stream, "buckets_down", MAX_BUCKET, "before", MAX_ID, limit, guess)
+            top = self._bucket(before_id)
+            return await self._walk(stream, "buckets_down", top, "before", before_id, limit, top)
 
     async def recent(self, stream: str, limit: int) -> list[StoredComment]:
         return await self.page(stream, None, limit)
@@ -416,7 +455,7 @@ class CassandraHistoryStore:
             if limit <= 0:
                 return []
             start = self._bucket(max(after_id, 0))
-            return await self._walk(stream, "buckets_up", start, "after", after_id, limit, step=1)
+            return await self._walk(stream, "buckets_up", start, "after", after_id, limit, start)
 
     async def _walk(
         self,
@@ -426,22 +465,42 @@ class CassandraHistoryStore:
         page_query: str,
         bound: int,
         limit: int,
-        step: int,
+        guess: int,
     ) -> list[StoredComment]:
-        """Read bucket after bucket (listed ``BUCKETS_PER_READ`` at a time from stream_buckets, in
-        the direction of ``step``) until ``limit`` comments are found or the buckets run out."""
+        """Read bucket after bucket, as stream_buckets lists them from ``bucket_from`` on (down for
+        ``buckets_down``, up for ``buckets_up``, ``BUCKETS_PER_READ`` per listing), until ``limit``
+        comments are found or the buckets run out.
+
+        The read of bucket ``guess`` goes out together with the first listing, so a page that one
+        bucket fills (most of them) costs one round trip, not two. A bucket not listed is not read
+        even when the guess found rows there (only a failed put_many leaves such rows, and its
+        retry lists them).
+        """
+        step = -1 if list_query == "buckets_down" else 1
+        guessed: asyncio.Future[list[Row]] | None = self._cql.start(
+            self._q[page_query], (stream, guess, bound, limit)
+        )
         out: list[StoredComment] = []
-        while True:
-            listed = await self._cql.rows(self._q[list_query], (stream, bucket_from, BUCKETS_PER_READ))
-            for row in listed:
-                bucket = cast(int, row[0])
-                rows = await self._cql.rows(self._q[page_query], (stream, bucket, bound, limit - len(out)))
-                out.extend(_comment(stream, r) for r in rows)
-                if len(out) >= limit:
+        try:
+            while True:
+                listed = await self._cql.rows(self._q[list_query], (stream, bucket_from, BUCKETS_PER_READ))
+                for row in listed:
+                    bucket = cast(int, row[0])
+                    need = limit - len(out)
+                    if guessed is not None and bucket == guess:
+                        rows = (await guessed)[:need]
+                        guessed = None
+                    else:
+                        rows = await self._cql.rows(self._q[page_query], (stream, bucket, bound, need))
+                    out.extend(_comment(stream, r) for r in rows)
+                    if len(out) >= limit:
+                        return out
+                if len(listed) < BUCKETS_PER_READ:
                     return out
-            if len(listed) < BUCKETS_PER_READ:
-                return out
-            bucket_from = cast(int, listed[-1][0]) + step
+                bucket_from = cast(int, listed[-1][0]) + step
+        finally:
+            if guessed is not None:
+                discard(guessed)
 
     async def tombstones_since(self, stream: str, since: float, limit: int) -> list[Tombstone]:
         async with self._call():
@@ -481,13 +540,14 @@ async def _ensure_schema(
         await session.ddl(tables[name])
 
 
-async def _check_bucket_width(session: CqlSession, queries: _Queries, url: CassandraUrl) -> None:
-    """Record bucket_s in a new keyspace, or refuse a store opened with another width."""
-    [row] = await session.rows(queries["claim_setting"], ("bucket_s", str(url.bucket_s)))
-    if not row[0] and row[-1] != str(url.bucket_s):
-        raise ConfigurationError(
-            f"keyspace {url.keyspace} was created with bucket_s={row[-1]}, this store asks for {url.bucket_s}"
-        )
+async def _check_settings(session: CqlSession, queries: _Queries, url: CassandraUrl) -> None:
+    """Record the schema version and bucket_s in a new keyspace, or refuse a keyspace made with others."""
+    for name, value in (("schema", SCHEMA_VERSION), ("bucket_s", str(url.bucket_s))):
+        [row] = await session.rows(queries["claim_setting"], (name, value))
+        if not row[0] and row[-1] != value:
+            raise ConfigurationError(
+                f"keyspace {url.keyspace} was created with {name}={row[-1]}; this store needs {name}={value}"
+            )
 
 
 if TYPE_CHECKING:

@@ -52,6 +52,10 @@ TIMEOUT_S = 10
 # threads busy, few enough not to queue behind one another on the client's single I/O thread.
 CONCURRENCY = 32
 
+# Stored in the keyspace's settings: a store refuses a keyspace made for another layout (CREATE TABLE
+# IF NOT EXISTS would silently keep an old table). Bump when a table's key changes.
+SCHEMA_VERSION = "1"
+
 _KEYSPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 _DC_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -155,10 +159,11 @@ def table_ddl(keyspace: str, gc_grace_s: int, retention_s: int, tombstone_ttl_s:
             PRIMARY KEY ((stream_id, bucket), comment_id))
             WITH CLUSTERING ORDER BY (comment_id DESC)
             AND gc_grace_seconds = {gc} AND default_time_to_live = {retention_s}""",
-        # delete_user: a user's comment ids in a stream without scanning the stream's history.
+        # delete_user: a user's comment ids per bucket. Same partition key as comments, so a put
+        # writes a comment and its index row in one mutation (one single-partition batch).
         "comments_by_user": f"""CREATE TABLE IF NOT EXISTS {ks}.comments_by_user (
-            stream_id text, user_id text, comment_id bigint,
-            PRIMARY KEY ((stream_id, user_id), comment_id))
+            stream_id text, bucket bigint, user_id text, comment_id bigint,
+            PRIMARY KEY ((stream_id, bucket), user_id, comment_id))
             WITH gc_grace_seconds = {gc} AND default_time_to_live = {retention_s}""",
         # The buckets a stream has comments in, newest first: reads page across them without
         # probing every empty hour of a quiet stream.
@@ -170,11 +175,16 @@ def table_ddl(keyspace: str, gc_grace_s: int, retention_s: int, tombstone_ttl_s:
             stream_id text, deleted_at double, comment_id bigint,
             PRIMARY KEY (stream_id, deleted_at, comment_id))
             WITH gc_grace_seconds = {gc} AND default_time_to_live = {tombstone_ttl_s}""",
-        # Deletes by id, laid out like comments: "was this comment deleted?" for delete and late puts.
+        # Deletes by id, partitioned like comments (one mutation with the row delete): "was this
+        # comment deleted?" for delete and for late puts.
         "deleted_ids": f"""CREATE TABLE IF NOT EXISTS {ks}.deleted_ids (
             stream_id text, bucket bigint, comment_id bigint, deleted_at double,
             PRIMARY KEY ((stream_id, bucket), comment_id))
             WITH gc_grace_seconds = {gc} AND default_time_to_live = {tombstone_ttl_s}""",
-        # Fixed parameters of the keyspace (bucket_s).
+        # Per stream: the comment-log offset up to which history holds the log (HistoryStore.watermark).
+        # No TTL: one small row per stream, read by every edge that opens it.
+        "watermarks": f"""CREATE TABLE IF NOT EXISTS {ks}.watermarks (
+            stream_id text PRIMARY KEY, log_offset bigint) WITH gc_grace_seconds = {gc}""",
+        # Fixed parameters of the keyspace (SCHEMA_VERSION, bucket_s).
         "settings": f"CREATE TABLE IF NOT EXISTS {ks}.settings (name text PRIMARY KEY, value text)",
     }

@@ -97,6 +97,15 @@ class Statement:
         self._prepared = prepared
 
 
+def discard(fut: asyncio.Future[list[Row]]) -> None:
+    """Drop a started request's future without leaving a "never retrieved" exception behind."""
+    if fut.done():
+        if not fut.cancelled():
+            fut.exception()
+    else:
+        fut.cancel()
+
+
 def _resolve(fut: asyncio.Future[list[Row]], rows: object) -> None:
     if not fut.done():  # the awaiting task may have been cancelled meanwhile
         fut.set_result([] if rows is None else cast(list[Row], rows))
@@ -182,6 +191,12 @@ class CqlSession:
 
     async def rows(self, statement: Statement, params: Params) -> list[Row]:
         return await self._send(self._bind(statement, params))
+
+    def start(self, statement: Statement, params: Params) -> asyncio.Future[list[Row]]:
+        """Send a query now and return its future (to overlap it with other requests).
+
+        A caller that ends up not needing it must ``discard`` it."""
+        return self._send(self._bind(statement, params))
 
     async def execute(self, statement: Statement, params: Params) -> None:
         await self._send(self._bind(statement, params))
