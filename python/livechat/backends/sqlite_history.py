@@ -4,7 +4,7 @@ both answers ``tombstones_since`` and blocks late ``put``s of deleted comments."
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from livechat.backends.sqlite import (
@@ -34,6 +34,9 @@ _SCHEMA = (
         deleted_at REAL NOT NULL,
         PRIMARY KEY (stream, comment_id)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS history_tombstones_by_time ON history_tombstones (stream, deleted_at)",
+    """CREATE TABLE IF NOT EXISTS history_watermarks (
+        stream TEXT PRIMARY KEY,
+        log_offset INTEGER NOT NULL) WITHOUT ROWID""",
 )
 
 # Many rows per statement (see ``chunks``); a tombstoned comment is skipped, an existing one kept.
@@ -81,7 +84,7 @@ class SqliteHistoryStore:
         return store
 
     def _init(self, conn: Connection) -> None:
-        ensure_schema(conn, "history", 1, _SCHEMA)
+        ensure_schema(conn, "history", 2, _SCHEMA)
         # One full index walk at open; afterwards put_many keeps the set current.
         self._streams = {row[0] for row in conn.execute("SELECT DISTINCT stream FROM history")}
         self._purge(conn, time.time())
@@ -114,6 +117,32 @@ class SqliteHistoryStore:
 
     async def put(self, comment: StoredComment) -> None:
         await self.put_many((comment,))
+
+    async def watermark(self, stream: str) -> int:
+        self._check_open()
+
+        def run(conn: Connection) -> int:
+            row = conn.execute(
+                "SELECT log_offset FROM history_watermarks WHERE stream = ?", (stream,)
+            ).fetchone()
+            return int(row[0]) if row is not None else -1
+
+        return await self._db.read(run)
+
+    async def set_watermarks(self, marks: Mapping[str, int]) -> None:
+        self._check_open()
+        items = list(marks.items())
+        if not items:
+            return
+
+        def run(conn: Connection) -> None:
+            conn.executemany(
+                "INSERT INTO history_watermarks (stream, log_offset) VALUES (?, ?) ON CONFLICT (stream)"
+                " DO UPDATE SET log_offset = max(log_offset, excluded.log_offset)",
+                items,
+            )
+
+        await self._db.write(run)
 
     async def put_many(self, comments: Sequence[StoredComment]) -> None:
         self._check_open()

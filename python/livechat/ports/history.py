@@ -7,7 +7,7 @@ comment id descending, deletes as tombstones. Comment ids are 64-bit and time-or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -104,6 +104,18 @@ class HistoryStore(Protocol):
         Recovery sends these to a client that was away since ``since``.
         """
         ...
+
+    async def watermark(self, stream: str) -> int:
+        """The comment-log offset up to which ``stream``'s log records are applied here (-1: none).
+
+        Written by whoever copies the log into history (``livechat worker persist``) after the
+        records' writes returned; an edge that opens a stream loads history, then follows the log
+        from this offset, so nothing between "persisted" and "live" is missed.
+        """
+        ...
+
+    async def set_watermarks(self, marks: Mapping[str, int]) -> None:
+        """Record stream -> offset watermarks (durable; a lower value never replaces a higher one)."""
 
     async def aclose(self) -> None:
         """Finish pending writes and release the backing store. Idempotent."""

@@ -27,6 +27,7 @@ from livechat.ids import CommentIdGenerator
 from livechat.ports.broker import Broker
 from livechat.ports.comment_log import CommentLog
 from livechat.ports.history import HistoryStore
+from livechat.ports.log_follower import LogFollower
 from livechat.ports.meta import MetaStore
 from livechat.ports.registry import Registry
 from livechat.protocol import (
@@ -56,6 +57,7 @@ from livechat.services.fanout import Fanout
 from livechat.services.housekeeping import Housekeeping
 from livechat.services.idempotency import IdempotencyCache
 from livechat.services.limits import ErrorBudget, WriteLimits
+from livechat.services.log_events import LogEvents
 from livechat.services.membership import Membership
 from livechat.services.moderation import Classifier, HttpClassifier, ModerationPipeline, ReviewQueue
 from livechat.services.outbox import Outbox
@@ -83,10 +85,14 @@ class ChatService:
         broker: Broker | None = None,
         classifier: Classifier | None = None,
         clock: Clock | None = None,
+        follower: LogFollower | None = None,
+        edge_id: str = "edge",
     ) -> None:
         """``classifier`` defaults to an HttpClassifier on ``config.moderation.classifier_url`` (when
         set); ``registry`` makes engagement totals cluster-wide; ``broker`` fans events out to other
-        edges (register ``chat.remote`` as its handler)."""
+        edges (register ``chat.remote`` as its handler). ``follower`` makes ``log`` the shared
+        sequencer of every stream (``livechat.services.log_events``): events between edges travel
+        through the log, not the broker, and history is written by ``livechat worker persist``."""
         clock = clock if clock is not None else SystemClock()
         if classifier is None and config.moderation.classifier_url is not None:
             classifier = HttpClassifier(
@@ -104,7 +110,7 @@ class ChatService:
             meta=meta,
             clock=clock,
             sessions=SessionTable(),
-            rooms=RoomDirectory(config.rooms, meta, history, clock, broker),
+            rooms=RoomDirectory(config.rooms, meta, history, clock, broker, follower),
             limits=WriteLimits(config.limits),
             error_budget=ErrorBudget(config.limits.max_errors_per_minute),
             idempotency=IdempotencyCache(
@@ -113,10 +119,12 @@ class ChatService:
             sampler=Sampler(config.sampling),
             moderation=ModerationPipeline(config.moderation, clock, classifier),
             engagement=Engagement(config.rooms, registry),
-            fanout=Fanout(outbox, broker, background),
+            fanout=Fanout(outbox, broker, background, log if follower is not None else None, edge_id),
             background=background,
             # node_id -1 ("auto") is resolved by LiveChatServer for clusters; alone, it is node 0.
             ids=CommentIdGenerator(max(config.node_id, 0), lambda: int(clock.time() * 1000)),
+            edge_id=edge_id,
+            shared_log=follower is not None,
         )
         self._decoder = ClientDecoder(config.limits)
         room_events = RoomEvents(ctx)
@@ -125,6 +133,10 @@ class ChatService:
         self._reactions = Reactions(ctx)
         self._housekeeping = Housekeeping(ctx)
         self.remote = RemoteEvents(ctx, room_events)
+        self.delivery = Delivery(ctx)
+        self.log_events = LogEvents(ctx, self.delivery, room_events)
+        if follower is not None:
+            follower.set_handler(self.log_events.on_records)
         self._reviews = (
             ReviewQueue(
                 ctx.moderation,
@@ -136,7 +148,6 @@ class ChatService:
             if classifier is not None
             else None
         )
-        self.delivery = Delivery(ctx)
         self._comments = CommentPipeline(ctx, self._reviews, self.delivery)
         self._periodic: asyncio.Task[None] | None = None
         # Connections refused at open, by error code (auth_invalid, auth_expired, auth_required).

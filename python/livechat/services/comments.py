@@ -351,10 +351,19 @@ class CommentPipeline:
             self._unacked[candidate.key] = pending
 
     async def _store(self, batch: list[PendingComment]) -> None:
-        """Store one batch in one write, put it in history, then ack and fan out."""
+        """Store one batch in one write, put it in history, then ack and fan out.
+
+        With a shared log the comments are delivered when the log hands them back (on every edge,
+        this one included) and ``livechat worker persist`` writes history; a shadow-banned comment
+        stays out of the shared log (every edge would show it) and is acked from this edge alone.
+        """
         ctx = self._ctx
+        shared = ctx.shared_log
+        logged = [p for p in batch if not (shared and p.shadow)]
         try:
-            results = await ctx.log.append_many([LogEntry(p.stream, p.payload, p.key) for p in batch])
+            appended = await ctx.log.append_many(
+                [LogEntry(p.stream, p.payload, p.key, ctx.edge_id) for p in logged]
+            )
         except BackendError as exc:
             log.warning("comment log append of %d comments failed: %s", len(batch), exc)
             for pending in batch:
@@ -373,13 +382,17 @@ class CommentPipeline:
             return
         stored: list[PendingComment] = []
         now = ctx.clock.monotonic()
-        for pending, result in zip(batch, results, strict=True):
-            if result.duplicate:
+        results = {id(p): result for p, result in zip(logged, appended, strict=True)}
+        for pending in batch:
+            result = results.get(id(pending))
+            if result is not None and result.duplicate:
                 self._ack_original(pending, result.payload, now)
             else:
                 stored.append(pending)
         visible = [
-            StoredComment(p.stream, p.comment_id, p.user_id, p.payload) for p in stored if not p.shadow
+            StoredComment(p.stream, p.comment_id, p.user_id, p.payload)
+            for p in stored
+            if not (p.shadow or shared)
         ]
         # Issued now and awaited after the acks (the log holds the batch: an ack means stored). The
         # task queues the write before this loop reads anything a client sends after its ack, so on
@@ -397,6 +410,10 @@ class CommentPipeline:
                 ctx.outbox.send_batch(acks)
         shown = [p for p in stored if not p.shadow]
         self._hide(p for p in stored if p.shadow)
+        if shared:
+            for pending in shown:
+                self._after_delivery(pending, now)
+            return
         broadcast = self._delivery.deliver_many(
             [StoredPost(p.stream, p.comment_id, p.user_id, p.payload, p.mentions) for p in shown]
         )

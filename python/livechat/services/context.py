@@ -43,6 +43,10 @@ class ChatContext:
     fanout: Fanout
     background: Background
     ids: CommentIdGenerator
+    # This edge's id; with a shared log (``kafka://``) every edge delivers comments from the log
+    # (``livechat.services.log_events``) and history is written by ``livechat worker persist``.
+    edge_id: str = "edge"
+    shared_log: bool = False
     # Error replies sent, by code, and those of them refusing a post (they carry its cmid): the
     # "comments rejected by reason" of /metrics.
     errors_sent: Counter[str] = field(default_factory=Counter)

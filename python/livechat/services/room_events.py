@@ -32,13 +32,16 @@ class RoomEvents:
         local: bool,
         removed: Iterable[int] = (),
         reason: str | None = None,
+        notify: bool = True,
     ) -> set[int]:
         """Apply one encoded event; returns the comment ids it removed (here or in ``removed``).
 
         ``local``: this edge decided it, so it also goes to the other edges (``Fanout.priority``)
         and this edge's engagement counts are the cluster's to lower. ``removed``: comment ids the
         decision removed from stores beyond this edge's memory (a purge's history rows).
-        ``reason``: shown in a ban's notice (events between edges carry none).
+        ``reason``: shown in a ban's notice (events between edges carry none). ``notify``: tell
+        the users it concerns (False for this edge's own event coming back from the shared log:
+        they were told when it was decided).
         """
         ctx = self._ctx
         event: dict[str, Any] = unpackb(event_bytes)
@@ -54,6 +57,8 @@ class RoomEvents:
         else:
             ctx.outbox.publish(stream, event_bytes, priority=True)
         kind = event.get("k")
+        if not notify:
+            return gone
         if kind == EventKind.BAN:
             self._enforce_ban(stream, str(event["u"]), event.get("until"), reason)
         elif kind == EventKind.UNBAN:

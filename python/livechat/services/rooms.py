@@ -14,6 +14,7 @@ from livechat.config import RoomConfig
 from livechat.ids import first_id_at
 from livechat.ports.broker import Broker
 from livechat.ports.history import HistoryStore
+from livechat.ports.log_follower import LogFollower
 from livechat.ports.meta import GLOBAL_STREAM, MetaStore
 from livechat.services.clock import Clock
 from livechat.services.room import Room, ban_in_force
@@ -22,7 +23,8 @@ IDLE_DROP_S: Final = 60.0
 
 
 class RoomDirectory:
-    """Loads, caches and drops rooms; owns the edge's broker subscriptions (one per open room)."""
+    """Loads, caches and drops rooms; owns the edge's broker subscriptions or, with a shared log,
+    its follows of the log (one per open room)."""
 
     def __init__(
         self,
@@ -31,12 +33,16 @@ class RoomDirectory:
         history: HistoryStore,
         clock: Clock,
         broker: Broker | None = None,
+        follower: LogFollower | None = None,
     ) -> None:
+        """``follower``: with a shared log, each open room follows its stream from history's
+        watermark (and ``broker`` is not subscribed)."""
         self._config = config
         self._meta = meta
         self._history = history
         self._clock = clock
-        self._broker = broker
+        self._broker = broker if follower is None else None
+        self._follower = follower
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Future[Room]] = {}
         self.global_bans: dict[str, float | None] = {}
@@ -64,16 +70,30 @@ class RoomDirectory:
         future: asyncio.Future[Room] = asyncio.get_running_loop().create_future()
         self._loading[stream] = future
         try:
+            watermark = await self._history.watermark(stream) if self._follower is not None else -1
             room = await self._load(stream)
+            # In the directory before the follow starts: records handed over from then on find it.
+            self._rooms[stream] = room
+            if self._follower is not None:
+                await self._follow(stream, watermark)
         except BaseException as exc:
+            self._rooms.pop(stream, None)
             future.set_exception(exc)
             future.exception()  # mark retrieved: joiners waiting on it re-raise it themselves
             raise
         finally:
             del self._loading[stream]
-        self._rooms[stream] = room
         future.set_result(room)
         return room
+
+    async def _follow(self, stream: str, watermark: int) -> None:
+        """Follow ``stream`` in the log after ``watermark`` (read BEFORE history was loaded: every
+        record after it is delivered, and what history already had is skipped by id)."""
+        follower = self._follower
+        assert follower is not None
+        if follower.position(stream) is not None:
+            await follower.unfollow(stream)  # a prune of the same stream still finishing
+        await follower.follow(stream, watermark)
 
     async def _load(self, stream: str) -> Room:
         meta = self._meta
@@ -126,4 +146,6 @@ class RoomDirectory:
                 dropped.append(stream)
                 if self._broker is not None:
                     await self._broker.unsubscribe(stream)
+                if self._follower is not None:
+                    await self._follower.unfollow(stream)
         return dropped
