@@ -44,6 +44,16 @@ class CommentIdGenerator:
         self._last_ms = -1
         self._sequence = 0
 
+    @property
+    def node(self) -> int:
+        return self._node_bits >> _NODE_SHIFT
+
+    def set_node(self, node: int) -> None:
+        """Mint ids for ``node`` from now on (a re-leased node id; see ``livechat.server.node_lease``)."""
+        if not 0 <= node <= MAX_NODE:
+            raise ValueError(f"node must be in 0..{MAX_NODE}, got {node}")
+        self._node_bits = node << _NODE_SHIFT
+
     def next_id(self) -> int:
         now = self._clock_ms() - EPOCH_MS
         if now > self._last_ms:

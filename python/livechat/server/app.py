@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from livechat import _edge
-from livechat.backends import Backends, open_backends
+from livechat.backends import Backends, open_backends, open_log_follower
 from livechat.config import ChatConfig, LiveChatConfig
+from livechat.ports.log_follower import LogFollower
 from livechat.server.admin import AdminServer, Health
 from livechat.server.broker_timing import MeasuredBroker
+from livechat.server.node_lease import NodeLease
 from livechat.services import ChatService, RemoteEvents
 
 log = logging.getLogger("livechat.server")
@@ -71,15 +73,18 @@ class LiveChatServer:
         self.measured_broker: MeasuredBroker | None = None
         self._remote: _UntilDrained | None = None
         self.admin: AdminServer | None = None
+        self.node_lease: NodeLease | None = None
+        self.follower: LogFollower | None = None
 
     async def _with_node_id(self, chat: ChatConfig, b: Backends) -> ChatConfig:
         """Resolve ``node_id = -1``: comment ids embed it, so two edges sharing it could mint the
-        same id in the same millisecond."""
+        same id in the same millisecond. With a shared registry it is leased (``NodeLease``)."""
         if chat.node_id >= 0:
             return chat
         node = 0
         if not self.config.backends.registry.startswith("memory://"):
-            node = await b.registry.incr("livechat:node-seq") % 1024
+            self.node_lease = NodeLease(b.registry, self.edge_id)
+            node = await self.node_lease.acquire()
         log.info("comment ids use node %d", node, extra={"event": "node_id"})
         return dataclasses.replace(chat, node_id=node)
 
@@ -92,6 +97,10 @@ class LiveChatServer:
         self.backends = await open_backends(self.config.backends, self.edge_id)
         b = self.backends
         broker = self.measured_broker = MeasuredBroker(b.broker)
+        log_url = self.config.backends.log or ""
+        if log_url.startswith("kafka://"):
+            # The shared log sequences every stream; the edge follows the streams it has open.
+            self.follower = await open_log_follower(log_url, retention_s=self.config.backends.log_retention_s)
         self.chat = ChatService(
             await self._with_node_id(self.config.chat, b),
             self.edge,
@@ -100,7 +109,11 @@ class LiveChatServer:
             meta=b.meta,
             registry=b.registry,
             broker=broker,
+            follower=self.follower,
+            edge_id=self.edge_id,
         )
+        if self.node_lease is not None:
+            self.node_lease.keep(self.chat.context.ids)
         self._remote = _UntilDrained(self.chat.remote)
         broker.set_handler(self._remote)
         ops = self.config.ops
@@ -241,6 +254,10 @@ class LiveChatServer:
             await self.measured_broker.stop_probe()
         if chat and self.chat is not None:
             await self.chat.aclose()
+        if self.follower is not None:
+            await self.follower.aclose()
+        if self.node_lease is not None:
+            await self.node_lease.release()
         if self.backends is not None:
             await self.backends.aclose()
         if self.admin is not None:
