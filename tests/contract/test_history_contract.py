@@ -16,6 +16,7 @@ from typing import TypeVar
 import backend_cassandra
 import pytest
 from livechat.backends import open_history
+from livechat.backends.cassandra_schema import CassandraUrl, replication_map
 from livechat.ids import CommentIdGenerator
 from livechat.ports import BackendUnavailable, ClosedError, ConfigurationError, HistoryStore, StoredComment
 
@@ -105,6 +106,8 @@ async def test_put_is_idempotent_and_keeps_the_first_version(
     await history.put(StoredComment(s, c.comment_id, "someone-else", b"rewritten"))
     assert await history.get(s, c.comment_id) == c
     assert len(await history.recent(s, 10)) == 1
+    assert await history.delete_user(s, "someone-else") == []  # the second author owns nothing
+    assert await history.get(s, c.comment_id) == c
 
 
 async def test_delete_removes_from_every_read_and_leaves_a_tombstone(
@@ -308,6 +311,28 @@ async def test_a_late_put_of_an_old_deleted_comment_stays_deleted(
     assert await history.get(s, stored[0].comment_id) is None
 
 
+async def test_watermarks_only_move_forward_and_survive_reopen(
+    history_url: str, name: Callable[[str], str]
+) -> None:
+    s, t, quiet = name("s"), name("t"), name("quiet")
+    store = await open_history(history_url)
+    try:
+        assert await store.watermark(s) == -1
+        await store.set_watermarks({s: 10, t: 3})
+        await store.set_watermarks({s: 7})  # a lower mark (a slower writer) does not go back
+        await store.set_watermarks({})
+        assert (await store.watermark(s), await store.watermark(t)) == (10, 3)
+        await asyncio.gather(*(store.set_watermarks({t: n}) for n in (5, 40, 12, 39)))
+        assert await store.watermark(t) == 40
+    finally:
+        await store.aclose()
+    store = await open_history(history_url)
+    try:
+        assert [await store.watermark(x) for x in (s, t, quiet)] == [10, 40, -1]
+    finally:
+        await store.aclose()
+
+
 # -- Cassandra only: what the port leaves to the backend -------------------------------------
 
 
@@ -353,6 +378,26 @@ async def test_cassandra_out_of_reach_is_backend_unavailable_and_heals(
     finally:
         await store.aclose()
         toxiproxy.delete_proxy(proxy)
+
+
+def test_cassandra_url_options() -> None:
+    url = CassandraUrl.parse(
+        "cassandra://10.0.0.1:9142,10.0.0.2/history?consistency=one&replication=dc1:3,dc2:2&timeout=0.5"
+    )
+    assert url.hosts == (("10.0.0.1", 9142), ("10.0.0.2", 9042))
+    assert (url.keyspace, url.consistency, url.timeout_s, url.bucket_s) == ("history", "ONE", 0.5, 3600)
+    assert replication_map(url.replication) == ("{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}")
+    assert "SimpleStrategy" in replication_map(CassandraUrl.parse("cassandra://h:1/ks").replication)
+    for bad in (
+        "cassandra://h:1/",  # no keyspace
+        "cassandra://h:1/bad-name",
+        "cassandra://h:1/ks?bucket_s=0",
+        "cassandra://h:1/ks?replication=dc1",
+        "cassandra://h:1/ks?colour=blue",
+        "cassandra://h:x/ks",
+    ):
+        with pytest.raises(ConfigurationError):
+            CassandraUrl.parse(bad)
 
 
 async def _eventually(call: Callable[[], Awaitable[T]], within_s: float = 30.0) -> T:

@@ -235,7 +235,9 @@ class CassandraHistoryStore:
                 self._idle.set()
 
     async def _all(self, jobs: Sequence[Callable[[], Awaitable[object]]]) -> None:
-        """Run ``jobs`` with at most ``concurrency`` in flight; raise the first failure after all end."""
+        """Run ``jobs`` with at most ``concurrency`` in flight (across every call of this store);
+        raise the first failure after all end. A job must not call ``_all`` itself: jobs holding
+        every slot would wait for one another."""
 
         async def one(job: Callable[[], Awaitable[object]]) -> None:
             async with self._limit:
@@ -313,7 +315,7 @@ class CassandraHistoryStore:
                     ttl_bucket = _ttl(bucket + self._url.bucket_s + self._retention, now)
                     new_buckets[c.stream].append([(insert_bucket, (c.stream, bucket, ttl_bucket))])
             # Both at once: a failure raises, and the caller's retry (idempotent) completes it.
-            await asyncio.gather(self._batches(rows), self._batches(new_buckets))
+            await _all_of(self._batches(rows), self._batches(new_buckets))
             for key in rows:
                 self._remember_bucket(*cast(tuple[str, int], key))
 
@@ -350,10 +352,14 @@ class CassandraHistoryStore:
     async def delete(self, stream: str, comment_id: int) -> bool:
         async with self._call():
             bucket = self._bucket(comment_id)
-            row, tomb = await asyncio.gather(
-                self._cql.rows(self._q["get"], (stream, bucket, comment_id)),
-                self._cql.rows(self._q["is_deleted"], (stream, bucket, comment_id)),
-            )
+            row_read = self._cql.start(self._q["get"], (stream, bucket, comment_id))
+            tomb_read = self._cql.start(self._q["is_deleted"], (stream, bucket, comment_id))
+            try:
+                await asyncio.wait((row_read, tomb_read))
+                row, tomb = row_read.result(), tomb_read.result()
+            finally:
+                for read in (row_read, tomb_read):
+                    discard(read)  # the failure not raised is read too, a cancelled wait cancels
             if tomb and not row:
                 return False  # deleted before
             user = cast(str, row[0][1]) if row else None
@@ -515,6 +521,13 @@ class CassandraHistoryStore:
         self._closed = True
         await self._idle.wait()  # calls already running finish (their writes included)
         await self._cql.close()
+
+
+async def _all_of(*steps: Awaitable[None]) -> None:
+    """Await every step, then raise the first failure (none is left running behind the caller)."""
+    for result in await asyncio.gather(*steps, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _comment(stream: str, row: Row) -> StoredComment:

@@ -47,7 +47,7 @@ GC_GRACE_S = 3 * 3600
 
 CONSISTENCY = "LOCAL_QUORUM"
 REPLICATION = "1"
-TIMEOUT_S = 10
+TIMEOUT_S = 10.0
 # Requests one put_many / delete_user keeps in flight: enough to keep a small cluster's coordinator
 # threads busy, few enough not to queue behind one another on the client's single I/O thread.
 CONCURRENCY = 32
@@ -100,7 +100,7 @@ class CassandraUrl:
             bucket_s=_positive_int(options, "bucket_s", BUCKET_S),
             gc_grace_s=_positive_int(options, "gc_grace_s", GC_GRACE_S, minimum=0),
             local_dc=options.get("local_dc") or None,
-            timeout_s=float(_positive_int(options, "timeout", TIMEOUT_S)),
+            timeout_s=_positive_float(options, "timeout", TIMEOUT_S),
             concurrency=_positive_int(options, "concurrency", CONCURRENCY),
         )
         replication_map(parsed.replication)  # validate now, not at keyspace creation
@@ -128,6 +128,19 @@ def _positive_int(options: dict[str, str], name: str, default: int, minimum: int
         raise ConfigurationError(f"cassandra:// option {name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigurationError(f"cassandra:// option {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _positive_float(options: dict[str, str], name: str, default: float) -> float:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"cassandra:// option {name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigurationError(f"cassandra:// option {name} must be > 0, got {raw!r}")
     return value
 
 
