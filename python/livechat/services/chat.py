@@ -67,6 +67,7 @@ from livechat.services.room_events import RoomEvents
 from livechat.services.rooms import RoomDirectory
 from livechat.services.sampling import Sampler
 from livechat.services.sessions import Session, SessionTable
+from livechat.services.shared_limits import SharedLimits
 from livechat.services.stats import ChatStats
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class ChatService:
             ids=CommentIdGenerator(max(config.node_id, 0), lambda: int(clock.time() * 1000)),
             edge_id=edge_id,
             shared_log=follower is not None,
+            shared_limits=SharedLimits(registry, config.limits) if registry is not None else None,
         )
         self._decoder = ClientDecoder(config.limits)
         room_events = RoomEvents(ctx)

@@ -42,6 +42,7 @@ from livechat.services.idempotency import AckRecord, idempotency_key
 from livechat.services.moderation import ACCEPTED, Decision, ReviewItem, ReviewQueue
 from livechat.services.room import Room
 from livechat.services.sessions import Session
+from livechat.services.shared_limits import SharedCheck, SharedLimits
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ class PendingComment:
     shadow: bool
     flag_reason: str | None
     strikes: int
+    # Role rank of the author in the stream and the stream's slow mode when admitted (shared limits).
+    rank: int
+    slow_s: int
     # (conn, rid, cmid) of the post and of reposts that arrived before it was stored.
     replies: list[tuple[int, int | None, str]] = field(default_factory=list)
 
@@ -345,6 +349,8 @@ class CommentPipeline:
                 decision is Decision.SHADOW_BAN,
                 verdict.reason if decision is Decision.FLAG else None,
                 session.strikes,
+                candidate.rank,
+                room.modes.slow_seconds if room is not None else 0,
                 candidate.replies,
             )
             self._pending.append(pending)
@@ -358,6 +364,10 @@ class CommentPipeline:
         stays out of the shared log (every edge would show it) and is acked from this edge alone.
         """
         ctx = self._ctx
+        if ctx.shared_limits is not None:
+            batch = await self._shared_limits(ctx.shared_limits, batch)
+            if not batch:
+                return
         shared = ctx.shared_log
         logged = [p for p in batch if not (shared and p.shadow)]
         try:
@@ -425,6 +435,22 @@ class CommentPipeline:
         ctx.fanout.send_remote()
         if history_put is not None:
             await history_put
+
+    async def _shared_limits(self, limits: SharedLimits, batch: list[PendingComment]) -> list[PendingComment]:
+        """The batch without the posts the cluster-wide limits refuse (their authors are told)."""
+        refusals = await limits.check_many(
+            [SharedCheck(p.user_id, p.stream, p.rank, p.slow_s) for p in batch]
+        )
+        kept = []
+        for pending, refusal in zip(batch, refusals, strict=True):
+            if refusal is None:
+                kept.append(pending)
+                continue
+            code, message, extra = refusal
+            self._unacked.pop(pending.key, None)
+            for conn, rid, cmid in pending.replies:
+                self._ctx.reply_error(conn, ProtocolError(code, message, rid, cmid=cmid, **extra))
+        return kept
 
     async def _put_history(self, visible: list[StoredComment]) -> None:
         try:

@@ -22,6 +22,7 @@ from livechat.services.outbox import Outbox
 from livechat.services.rooms import RoomDirectory
 from livechat.services.sampling import Sampler
 from livechat.services.sessions import SessionTable
+from livechat.services.shared_limits import SharedLimits
 
 
 @dataclass(slots=True)
@@ -47,6 +48,8 @@ class ChatContext:
     # (``livechat.services.log_events``) and history is written by ``livechat worker persist``.
     edge_id: str = "edge"
     shared_log: bool = False
+    # Comment budgets and slow mode across edges (with a registry; see ``services.shared_limits``).
+    shared_limits: SharedLimits | None = None
     # Error replies sent, by code, and those of them refusing a post (they carry its cmid): the
     # "comments rejected by reason" of /metrics.
     errors_sent: Counter[str] = field(default_factory=Counter)
