@@ -145,17 +145,17 @@ async def test_counts_and_reactions_are_cluster_wide(start_edge: StartServe) -> 
     acks = [await poster.call("post", stream=STREAM, text=f"n{i}", cmid=f"n{i}") for i in range(3)]
     # Every edge shows cluster totals: 3 viewers on two edges, 3 comments, 2 hearts + 1 wow.
     for client in (poster, viewer_b):
-        await client.slot(STREAM, "n", lambda n: n == {"c": 3, "v": 3}, timeout=5)
+        await client.slot(STREAM, "n", lambda n: n == {"c": 3, "v": 3, "u": 3}, timeout=5)
         await client.slot(STREAM, "rx", lambda rx: rx["heart"] == 2 and rx["wow"] == 1, timeout=5)
     # A delete lowers the count once, not once per edge.
     mod_b = await joined(b, "mo", "moderator")
     await mod_b.call("delete", stream=STREAM, id=acks[0]["id"])
     for client in (poster, viewer_b, viewer_b2):
-        await client.slot(STREAM, "n", lambda n: n == {"c": 2, "v": 4}, timeout=5)
+        await client.slot(STREAM, "n", lambda n: n == {"c": 2, "v": 4, "u": 4}, timeout=5)
     await asyncio.sleep(0.6)  # several flushes later it has not drifted
     for client in (poster, viewer_b):
         await client.drain(0.1)
-        assert client.state[STREAM]["n"] == {"c": 2, "v": 4}
+        assert client.state[STREAM]["n"] == {"c": 2, "v": 4, "u": 4}
     for client in (poster, viewer_b, viewer_b2, mod_b):
         await client.close()
 

@@ -68,7 +68,7 @@ async def test_reactions_likes_and_counts_ride_the_tick(room: Room) -> None:
     rx = await w.slot(s, "rx", lambda v: v["heart"] == 2)
     assert rx == {"heart": 2, "laugh": 1, "wow": 0, "sad": 0, "angry": 0}
     await w.slot(s, "likes", lambda v: v.get(comment) == 1)
-    await w.slot(s, "n", lambda v: v == {"c": 1, "v": 4})
+    await w.slot(s, "n", lambda v: v == {"c": 1, "v": 4, "u": 4})
     # Totals ride the tick as state; reactions and likes are never forwarded as events.
     await room.healthy()
     assert {e["k"] for e in w.events} == {"c"}
@@ -77,7 +77,7 @@ async def test_reactions_likes_and_counts_ride_the_tick(room: Room) -> None:
     snap = late.replies[-1]
     assert snap["rx"]["heart"] == 2 and snap["likes"] == {comment: 1} and snap["n"]["v"] == 5
     await late.close()
-    await room.watcher.slot(s, "n", lambda v: v == {"c": 2, "v": 4})
+    await room.watcher.slot(s, "n", lambda v: v == {"c": 2, "v": 4, "u": 4})
 
 
 async def test_pin_highlight_and_room_modes(room: Room) -> None:

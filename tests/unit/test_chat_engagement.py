@@ -162,3 +162,21 @@ async def test_broker_gap_tells_clients_to_resync(cluster: tuple[Harness, Harnes
     b.chat.remote.on_gap(["s1", "unknown"])
     await settle(b)
     assert b.outbox.events("s1", priority=True) == [{"k": "gap"}]
+
+
+async def test_viewers_count_people_not_connections(make_harness: Any) -> None:
+    """Three tabs of one signed-in user are one viewer; anonymous connections count one each."""
+    h: Harness = await make_harness()
+    tabs = [h.connect("same-user") for _ in range(3)]
+    anons = [h.connect(), h.connect()]
+    for conn in (*tabs, *anons):
+        await h.join(conn)
+    await h.chat.housekeeping()
+    assert h.outbox.state_value("s1", "n")["v"] == 3
+    for conn in tabs[:2]:
+        h.chat.on_close(conn)
+    await h.chat.housekeeping()
+    assert h.outbox.state_value("s1", "n")["v"] == 3, "the user still has a tab open"
+    h.chat.on_close(tabs[2])
+    await h.chat.housekeeping()
+    assert h.outbox.state_value("s1", "n")["v"] == 2

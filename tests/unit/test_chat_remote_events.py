@@ -178,7 +178,7 @@ async def test_shared_counts_are_fresh_and_counted_once(edges: tuple[Harness, Ha
     await a.chat.housekeeping()  # A's comments, reaction and viewer too
     await b.chat.housekeeping()  # B changed nothing since, yet shows the cluster totals
     for h in (a, b):
-        assert h.outbox.state_value("s1", "n") == {"c": 2, "v": 2}
+        assert h.outbox.state_value("s1", "n") == {"c": 2, "v": 2, "u": 2}
         assert h.outbox.state_value("s1", "rx")["wow"] == 1
 
     await b.send(mod, "delete", stream="s1", id=acks[0]["id"])
@@ -187,7 +187,7 @@ async def test_shared_counts_are_fresh_and_counted_once(edges: tuple[Harness, Ha
         await b.chat.housekeeping()
         await a.chat.housekeeping()
     for h in (a, b):
-        assert h.outbox.state_value("s1", "n") == {"c": 1, "v": 2}, "one delete lowers the count once"
+        assert h.outbox.state_value("s1", "n") == {"c": 1, "v": 2, "u": 2}, "one delete lowers the count once"
 
 
 class FlakyRegistry:
@@ -208,6 +208,9 @@ class FlakyRegistry:
         result: list[int] = await self._inner.get_counters(keys)
         return result
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
 
 async def test_a_registry_failure_keeps_the_deltas_for_the_next_flush(
     edges: tuple[Harness, Harness],
@@ -225,4 +228,4 @@ async def test_a_registry_failure_keeps_the_deltas_for_the_next_flush(
     await a.chat.housekeeping()
     rx = a.outbox.state_value("s1", "rx")
     assert (rx["heart"], rx["sad"]) == (2, 1)
-    assert a.outbox.state_value("s1", "n") == {"c": 0, "v": 1}
+    assert a.outbox.state_value("s1", "n") == {"c": 0, "v": 1, "u": 1}

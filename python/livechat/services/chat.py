@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,7 +88,7 @@ class ChatService:
         classifier: Classifier | None = None,
         clock: Clock | None = None,
         follower: LogFollower | None = None,
-        edge_id: str = "edge",
+        edge_id: str | None = None,
     ) -> None:
         """``classifier`` defaults to an HttpClassifier on ``config.moderation.classifier_url`` (when
         set); ``registry`` makes engagement totals cluster-wide; ``broker`` fans events out to other
@@ -95,6 +96,8 @@ class ChatService:
         sequencer of every stream (``livechat.services.log_events``): events between edges travel
         through the log, not the broker, and history is written by ``livechat worker persist``."""
         clock = clock if clock is not None else SystemClock()
+        # Alone (tests, tools) a random id: two services sharing a registry must not share one.
+        edge_id = edge_id if edge_id is not None else uuid.uuid4().hex[:12]
         if classifier is None and config.moderation.classifier_url is not None:
             classifier = HttpClassifier(
                 config.moderation.classifier_url, config.moderation.classifier_concurrency
@@ -119,7 +122,7 @@ class ChatService:
             ),
             sampler=Sampler(config.sampling),
             moderation=ModerationPipeline(config.moderation, clock, classifier),
-            engagement=Engagement(config.rooms, registry),
+            engagement=Engagement(config.rooms, registry, edge_id),
             fanout=Fanout(outbox, broker, background, log if follower is not None else None, edge_id),
             background=background,
             # node_id -1 ("auto") is resolved by LiveChatServer for clusters; alone, it is node 0.
@@ -270,7 +273,7 @@ class ChatService:
         if session is None:
             return
         for stream in session.streams:
-            self._membership.viewer_left(stream)
+            self._membership.viewer_left(stream, session.principal.user_id)
 
     async def on_messages(self, batch: Sequence[tuple[int, bytes | str]]) -> None:
         """Handle client frames in order. Posts are admitted here and stored by the writer task

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from livechat.config import RoomConfig
 from livechat.ports.registry import Registry
@@ -26,6 +26,10 @@ from livechat.protocol import REACTIONS, StateKey, packb
 from livechat.services.outbox import Outbox
 
 _EMOJI = tuple(REACTIONS)
+
+#: An edge's viewer contribution lapses this long after its last renewal (every flush renews it):
+#: the count heals within this time after an edge dies.
+VIEWERS_TTL_S: Final = 10.0
 _EMOJI_INDEX = {name: i for i, name in enumerate(_EMOJI)}
 
 
@@ -41,8 +45,11 @@ class StreamEngagement:
         "reactions",
         "rx_delta",
         "rx_dirty",
+        "unique",
+        "unique_new",
         "viewers",
-        "viewers_delta",
+        "viewers_local",
+        "watchers",
     )
 
     def __init__(self) -> None:
@@ -61,8 +68,16 @@ class StreamEngagement:
         self.likes_dirty: set[int] = set()
         self.comments = 0
         self.comments_delta = 0
+        # Viewers shown: this edge's (alone) or every edge's contributions summed (cluster).
         self.viewers = 0
-        self.viewers_delta = 0
+        # Signed-in viewers on this edge: user id -> their connections in the stream (a user with
+        # three tabs is one viewer); anonymous connections count one each under "" keys.
+        self.watchers: dict[str, int] = {}
+        self.viewers_local = 0
+        # Users who joined since the last flush, for the stream's unique-viewer estimate.
+        self.unique_new: set[str] = set()
+        # Distinct signed-in viewers ever (cluster: the Registry's HyperLogLog; alone: not kept).
+        self.unique = 0
         self.counts_dirty = False
 
 
@@ -85,16 +100,17 @@ def _likes_key(stream: str, comment_id: int) -> str:
 class Engagement:
     """Per-stream engagement totals of this edge (and the cluster, with a Registry)."""
 
-    __slots__ = ("_registry", "_streams", "_tracked_max")
+    __slots__ = ("_edge_id", "_registry", "_streams", "_tracked_max")
 
     @property
     def shared(self) -> bool:
         """Whether totals are cluster-wide (a Registry carries every edge's deltas)."""
         return self._registry is not None
 
-    def __init__(self, config: RoomConfig, registry: Registry | None = None) -> None:
+    def __init__(self, config: RoomConfig, registry: Registry | None = None, edge_id: str = "edge") -> None:
         self._tracked_max = config.tracked_like_comments
         self._registry = registry
+        self._edge_id = edge_id
         self._streams: dict[str, StreamEngagement] = {}
 
     def stream(self, stream: str) -> StreamEngagement:
@@ -126,11 +142,27 @@ class Engagement:
             oldest, _ = likers.popitem(last=False)
             state.likes.pop(oldest, None)
 
-    def viewers(self, stream: str, delta: int) -> None:
+    def viewers(self, stream: str, delta: int, who: str | None = None) -> None:
+        """``delta`` connections of user ``who`` (None: anonymous) joined (+) or left (-)."""
         state = self.stream(stream)
-        state.viewers += delta
-        state.viewers_delta += delta
-        state.counts_dirty = True
+        before = state.viewers_local
+        if who is None:
+            state.viewers_local += delta
+        else:
+            held = state.watchers.get(who, 0)
+            now = max(held + delta, 0)
+            if now:
+                state.watchers[who] = now
+            else:
+                state.watchers.pop(who, None)
+            state.viewers_local += (now > 0) - (held > 0)
+            if held == 0 and now > 0:
+                state.unique_new.add(who)
+        if state.viewers_local != before:
+            # Shown at once (a joiner's snapshot counts them); a Registry flush then replaces the
+            # figure with every edge's contributions summed.
+            state.viewers += state.viewers_local - before
+            state.counts_dirty = True
 
     def like(self, stream: str, comment_id: int, user_id: str, on: bool) -> bool | None:
         """Like or unlike; True when it changed the total, False when it was already so, None when
@@ -175,10 +207,17 @@ class Engagement:
         """The state slots as a joiner needs them now (likes for the given comments)."""
         state = self.stream(stream)
         return {
-            StateKey.COUNTS: {"c": state.comments, "v": state.viewers},
+            StateKey.COUNTS: self._counts(state),
             StateKey.REACTIONS: dict(zip(_EMOJI, state.reactions, strict=True)),
             StateKey.LIKES: {cid: state.likes[cid] for cid in comment_ids if state.likes.get(cid)},
         }
+
+    def _counts(self, state: StreamEngagement) -> dict[str, int]:
+        """The ``counts`` slot: comments, live viewers (users, not connections) and, with a
+        Registry, ``u`` distinct signed-in viewers ever (HyperLogLog, ~1 % error)."""
+        if self._registry is None:
+            return {"c": state.comments, "v": state.viewers}
+        return {"c": state.comments, "v": state.viewers, "u": state.unique}
 
     async def flush(self, outbox: Outbox) -> int:
         """Write changed totals to the state slots; returns how many streams changed."""
@@ -205,8 +244,7 @@ class Engagement:
                 state.counts_dirty = False
                 if self._registry is None:
                     state.comments_delta = 0
-                    state.viewers_delta = 0
-                outbox.set_state(stream, StateKey.COUNTS, packb({"c": state.comments, "v": state.viewers}))
+                outbox.set_state(stream, StateKey.COUNTS, packb(self._counts(state)))
         return changed
 
     async def _sync_cluster(self, registry: Registry) -> None:
@@ -220,8 +258,16 @@ class Engagement:
             rx_delta, state.rx_delta = state.rx_delta, [0] * len(_EMOJI)
             likes, state.like_delta = state.like_delta, {}
             comments, state.comments_delta = state.comments_delta, 0
-            viewers, state.viewers_delta = state.viewers_delta, 0
+            unique, state.unique_new = state.unique_new, set()
             try:
+                # This edge's viewers as a contribution that lapses unless renewed: an edge that
+                # dies stops counting after VIEWERS_TTL_S.
+                await registry.set_contribution(
+                    _viewers_key(stream), self._edge_id, state.viewers_local, VIEWERS_TTL_S
+                )
+                if unique:
+                    await registry.viewers_add(stream, sorted(unique))
+                    unique = set()
                 for i, emoji in enumerate(_EMOJI):
                     if rx_delta[i]:
                         await registry.incr(_rx_key(stream, emoji), rx_delta[i])
@@ -236,26 +282,28 @@ class Engagement:
                 if comments:
                     await registry.incr(_comments_key(stream), comments)
                     comments = 0
-                if viewers:
-                    await registry.incr(_viewers_key(stream), viewers)
-                    viewers = 0
             finally:
                 # Whatever was not added (the Registry failed) waits for the next flush.
                 state.rx_delta = [a + b for a, b in zip(state.rx_delta, rx_delta, strict=True)]
                 for comment_id, delta in likes.items():
                     state.like_delta[comment_id] = state.like_delta.get(comment_id, 0) + delta
                 state.comments_delta += comments
-                state.viewers_delta += viewers
+                state.unique_new |= unique
         keys = []
         for stream, _ in streams:
-            keys += [_comments_key(stream), _viewers_key(stream), *(_rx_key(stream, e) for e in _EMOJI)]
+            keys += [_comments_key(stream), *(_rx_key(stream, e) for e in _EMOJI)]
         totals = await registry.get_counters(keys)
-        width = 2 + len(_EMOJI)
+        live = [await registry.sum_contributions(_viewers_key(stream)) for stream, _ in streams]
+        uniques = [await registry.viewers_count(stream) for stream, _ in streams]
+        width = 1 + len(_EMOJI)
         for index, (_, state) in enumerate(streams):
-            comments, viewers, *reactions = totals[index * width : (index + 1) * width]
+            comments, *reactions = totals[index * width : (index + 1) * width]
             # Deltas taken while we waited are not in the totals yet: keep them in what is shown.
             comments += state.comments_delta
-            viewers += state.viewers_delta
+            viewers = live[index]
+            if uniques[index] != state.unique:
+                state.unique = uniques[index]
+                state.counts_dirty = True
             reactions = [r + d for r, d in zip(reactions, state.rx_delta, strict=True)]
             if comments != state.comments or viewers != state.viewers:
                 state.comments, state.viewers = comments, viewers

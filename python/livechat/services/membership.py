@@ -89,7 +89,7 @@ class Membership:
             ctx.outbox.subscribe(session.conn, stream)
             room.viewers += 1
             self.joins += 1
-            ctx.engagement.viewers(stream, 1)
+            ctx.engagement.viewers(stream, 1, session.principal.user_id)
         ctx.outbox.send(session.conn, await self._snapshot(member, room, msg))
 
     async def _snapshot(self, member: Member, room: Room, msg: Join) -> bytes:
@@ -147,15 +147,15 @@ class Membership:
             ctx.reply_error(session.conn, ProtocolError(ErrorCode.NOT_JOINED, "not in this stream", msg.rid))
             return
         ctx.outbox.unsubscribe(session.conn, msg.stream)
-        self.viewer_left(msg.stream)
+        self.viewer_left(msg.stream, session.principal.user_id)
         if msg.rid is not None:
             ctx.outbox.send(session.conn, encode_ok(msg.rid, "leave"))
 
-    def viewer_left(self, stream: str) -> None:
+    def viewer_left(self, stream: str, user_id: str | None) -> None:
         room = self._ctx.rooms.get(stream)
         if room is not None:
             room.viewers -= 1
-        self._ctx.engagement.viewers(stream, -1)
+        self._ctx.engagement.viewers(stream, -1, user_id)
 
     async def history(self, session: Session, msg: History) -> None:
         ctx = self._ctx
