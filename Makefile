@@ -2,7 +2,7 @@
 PY ?= python3
 PIP := $(PY) -m pip
 # Python paths every linter sees (only those present: a fresh tree may lack one).
-PY_PATHS := $(wildcard python tests bench loadtest pyext/setup.py)
+PY_PATHS := $(wildcard python tests bench loadtest pyext/*.py)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help install pyext redis chromium serve test test-rust test-py lint lint-rust lint-python stubtest bench loadgen bench-fanout loadtest autobahn clean
@@ -13,7 +13,6 @@ help: ## list targets
 
 install: ## build the Rust core (maturin, release) and the Cython fast path; install livechat with test tools
 	$(PIP) install -q -e '.[test]'
-	$(PY) pyext/setup.py
 
 pyext: ## rebuild only the Cython module into python/livechat/
 	$(PY) pyext/setup.py
@@ -27,12 +26,11 @@ services: ## start Kafka, Cassandra, PostgreSQL, Redis (single + cluster), Toxip
 services-down: ## stop the services scripts/services.sh started
 	scripts/services.sh down
 
-cluster: ## the local cluster: services up, then every URL
-	scripts/services.sh up all
-	@scripts/services.sh urls
+cluster: install ## the local cluster: services, schema, three edges and the workers; prints the URLs
+	scripts/cluster.sh up
 
-cluster-down: ## stop the local cluster (services last)
-	scripts/services.sh down
+cluster-down: ## stop the local cluster (edges and workers, then the services)
+	scripts/cluster.sh down
 
 chromium: ## make sure Debian's chromium is installed (the browser test drives it; never a downloaded browser)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji)
