@@ -1,4 +1,4 @@
-"""Broker: fan-out of stream events between edges (design.md §3).
+"""Broker: fan-out of stream events between edges (docs/architecture.md §1, §3).
 
 One edge = one process holding WebSocket connections. An edge that accepts a comment applies it
 locally first (its own viewers see it in the next tick), then publishes it through the broker so every

@@ -1,4 +1,4 @@
-"""Registry: small shared state that every edge reads and writes (design.md §3).
+"""Registry: small shared state that every edge reads and writes (docs/architecture.md §3).
 
 Shaped after Redis: each method is one atomic command or script, keyed so a Redis Cluster can shard
 it (one key per user / stream / rate key). Nothing here is durable: the embedded backend loses it on
