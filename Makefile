@@ -38,7 +38,7 @@ chromium: ## make sure Debian's chromium is installed (the browser test drives i
 serve: install ## start livechat, embedded mode (no services), on ws://127.0.0.1:8765/
 	livechat serve
 
-test: install redis chromium test-rust test-py ## everything CI runs: Rust unit/property tests, then pytest
+test: install redis chromium services test-rust test-py ## everything CI runs: Rust unit/property tests, then pytest
 
 test-rust: ## cargo tests of the pure Rust code (no Python needed)
 	cargo test -q --workspace --no-default-features

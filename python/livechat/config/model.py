@@ -36,7 +36,7 @@ class EdgeConfig:
     # A ping goes out after this much read silence; no frame at all for idle_timeout_ms -> close 1001.
     ping_interval_ms: int = 30_000
     idle_timeout_ms: int = 75_000
-    # Slow-consumer policy (docs/architecture.md §1, docs/operations.md): above the soft cap stale tick frames are skipped, the
+    # Slow-consumer policy (docs/operations.md): above the soft cap stale tick frames are skipped, the
     # priority lane still goes; above the hard cap, or no write progress for write_timeout_ms,
     # the connection is closed with 4008 / 4009.
     send_queue_soft_bytes: int = 64 * 1024
