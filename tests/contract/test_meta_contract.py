@@ -41,6 +41,29 @@ async def test_streams_and_users_upsert_and_read(meta: MetaStore) -> None:
     assert await meta.get_user("nobody") is None
 
 
+async def test_find_user_by_name_resolves_mentions(meta: MetaStore) -> None:
+    ada = UserInfo("u-ada", "Ada Lovelace", created_at=NOW)
+    await meta.upsert_user(ada)
+    await meta.upsert_user(UserInfo("Grace", "Rear Admiral", created_at=NOW))
+    await meta.upsert_user(UserInfo("twin-1", "Twin", created_at=NOW))
+    await meta.upsert_user(UserInfo("twin-2", "twin", created_at=NOW))
+    await meta.upsert_user(UserInfo("ed", "Someone Else", created_at=NOW))
+    await meta.upsert_user(UserInfo("u-ed", "Ed", created_at=NOW))
+    # A display name, ignoring case and spaces (mentions are lower-cased handles).
+    assert await meta.find_user_by_name("adalovelace") == ada
+    assert await meta.find_user_by_name("AdaLovelace") == ada
+    # The id, ignoring case.
+    found = await meta.find_user_by_name("grace")
+    assert found is not None and found.user_id == "Grace"
+    # An id beats another user's display name.
+    found = await meta.find_user_by_name("ed")
+    assert found is not None and found.user_id == "ed"
+    # Two users share the display name: nobody (never the wrong person).
+    assert await meta.find_user_by_name("twin") is None
+    assert await meta.find_user_by_name("nobody") is None
+    assert await meta.find_user_by_name("ada") is None  # a prefix is not a match
+
+
 async def test_roles_owner_global_and_per_stream(meta: MetaStore) -> None:
     await meta.upsert_stream(StreamInfo("s", owner_id="host", created_at=NOW))
     assert await meta.get_role("s", "viewer-1") is Role.VIEWER

@@ -43,6 +43,7 @@ from livechat import migrate
 from livechat.ports.errors import BackendError, BackendUnavailable, ClosedError, ConfigurationError
 from livechat.ports.meta import (
     GLOBAL_STREAM,
+    NAME_CANDIDATES,
     Ban,
     FlaggedComment,
     FlagStatus,
@@ -55,6 +56,8 @@ from livechat.ports.meta import (
     StreamInfo,
     UserInfo,
     UserReport,
+    handle_key,
+    named_user,
 )
 
 T = TypeVar("T")
@@ -297,6 +300,19 @@ class PostgresMetaStore:
             "SELECT user_id, display_name, created_at FROM users WHERE user_id = $1", user_id
         )
         return None if row is None else UserInfo(*row)
+
+    async def find_user_by_name(self, name: str) -> UserInfo | None:
+        # Scans users: 0001_init has no index on these expressions (a migration adding
+        # users (lower(user_id)) and users (lower(replace(display_name, ' ', ''))) would serve it).
+        rows = await self._fetch(
+            "SELECT user_id, display_name, created_at FROM users WHERE user_id = $1"
+            " OR lower(user_id) = $2 OR lower(replace(display_name, ' ', '')) = $3 LIMIT $4",
+            name,
+            name.lower(),
+            handle_key(name),
+            NAME_CANDIDATES,
+        )
+        return named_user(name, [UserInfo(*row) for row in rows])
 
     # -- roles ---------------------------------------------------------------------------------
     async def set_role(self, stream_id: str, user_id: str, role: Role) -> None:

@@ -16,6 +16,7 @@ from livechat.backends.sqlite import (
 from livechat.ports.errors import ClosedError
 from livechat.ports.meta import (
     GLOBAL_STREAM,
+    NAME_CANDIDATES,
     Ban,
     FlaggedComment,
     FlagStatus,
@@ -28,6 +29,8 @@ from livechat.ports.meta import (
     StreamInfo,
     UserInfo,
     UserReport,
+    handle_key,
+    named_user,
 )
 
 _SCHEMA = (
@@ -36,6 +39,9 @@ _SCHEMA = (
         created_at REAL NOT NULL, ended_at REAL)""",
     """CREATE TABLE IF NOT EXISTS users (
         user_id TEXT PRIMARY KEY, display_name TEXT NOT NULL, created_at REAL NOT NULL)""",
+    # find_user_by_name: the mention key of ids and display names (ports.meta.handle_key).
+    "CREATE INDEX IF NOT EXISTS users_by_id_key ON users (lower(user_id))",
+    "CREATE INDEX IF NOT EXISTS users_by_name_key ON users (lower(replace(display_name, ' ', '')))",
     """CREATE TABLE IF NOT EXISTS roles (
         stream_id TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL,
         PRIMARY KEY (stream_id, user_id)) WITHOUT ROWID""",
@@ -84,6 +90,7 @@ _SCHEMA = (
 )
 
 # 2: highlights (every statement above is IF NOT EXISTS, so a version-1 file gains the table on open).
+# The users_by_*_key indexes came later without a bump: older code reads a file that has them.
 _SCHEMA_VERSION = 2
 _ROLE_RANK = {Role.VIEWER: 0, Role.MODERATOR: 1, Role.BROADCASTER: 2}
 _BAN_COLUMNS = "stream_id, user_id, banned_by, reason, created_at, expires_at"
@@ -182,6 +189,15 @@ class SqliteMetaStore:
             "SELECT user_id, display_name, created_at FROM users WHERE user_id = ?", (user_id,)
         )
         return None if row is None else UserInfo(*row)
+
+    async def find_user_by_name(self, name: str) -> UserInfo | None:
+        # The id itself, and the two expressions the users_by_*_key indexes hold.
+        rows = await self._all(
+            "SELECT user_id, display_name, created_at FROM users WHERE user_id = ?"
+            " OR lower(user_id) = ? OR lower(replace(display_name, ' ', '')) = ? LIMIT ?",
+            (name, name.lower(), handle_key(name), NAME_CANDIDATES),
+        )
+        return named_user(name, [UserInfo(*row) for row in rows])
 
     # -- roles ---------------------------------------------------------------------------------
     async def set_role(self, stream_id: str, user_id: str, role: Role) -> None:

@@ -11,6 +11,7 @@ tests and replays control the clock; None means the current time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -158,6 +159,34 @@ class Reputation:
         return self.counters.get(name, 0)
 
 
+#: Rows a store's ``find_user_by_name`` reads: enough to tell one match from several per level.
+NAME_CANDIDATES = 16
+
+
+def handle_key(text: str) -> str:
+    """How a user id or display name compares with an @mention: case-folded (ASCII), spaces
+    removed. The stores compute the same key in SQL: ``lower(replace(column, ' ', ''))``."""
+    return text.replace(" ", "").lower()
+
+
+def named_user(name: str, candidates: Sequence[UserInfo]) -> UserInfo | None:
+    """The user the mention ``name`` names among ``candidates`` (the rows whose id or display
+    name has the key of ``name``), tried in this order, the first level with exactly one user
+    winning: the id equal to ``name``; the id equal ignoring case; the display name equal
+    ignoring case and spaces. Several users on the deciding level: None (an ambiguous mention
+    names nobody, rather than the wrong person)."""
+    key = handle_key(name)
+    levels = (
+        [u for u in candidates if u.user_id == name],
+        [u for u in candidates if u.user_id.lower() == name.lower()],
+        [u for u in candidates if handle_key(u.display_name) == key],
+    )
+    for level in levels:
+        if level:
+            return level[0] if len(level) == 1 else None
+    return None
+
+
 class MetaStore(Protocol):
     """Relational metadata of streams, users and moderation.
 
@@ -180,6 +209,11 @@ class MetaStore(Protocol):
         """Create or replace the user's record."""
 
     async def get_user(self, user_id: str) -> UserInfo | None: ...
+
+    async def find_user_by_name(self, name: str) -> UserInfo | None:
+        """The user an @mention names (``name`` as written after the @): see ``named_user`` for
+        the rule. None when no user matches, or when the match is ambiguous."""
+        ...
 
     # -- roles ---------------------------------------------------------------------------------
     async def set_role(self, stream_id: str, user_id: str, role: Role) -> None:
