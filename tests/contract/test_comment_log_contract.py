@@ -374,3 +374,77 @@ async def test_kafka_claim_of_a_crashed_edge_blocks_retries_until_it_expires(
     finally:
         await client.aclose()
         await log.aclose()
+
+
+async def test_kafka_a_refused_record_fails_its_call_and_the_log_goes_on(
+    request: pytest.FixtureRequest,
+) -> None:
+    """All or nothing for the caller: a record the broker refuses (over the topic's
+    max.message.bytes) fails the whole call. If the call's other record landed (in a batch of its
+    own) its key is confirmed and the retry gets it back as a duplicate; either way the log ends
+    with one copy of each, and the refused key is free. The producer is replaced after the
+    failed batch (aiokafka does not renumber the partition's batches), so later appends to that
+    partition work."""
+    from backend_kafka import broker, create_topic, service_url
+    from livechat.ports import BackendError
+
+    topic = create_topic(request, {"max.message.bytes": "20000"})
+    log = await open_comment_log(f"kafka://{broker()}/{topic}?dedupe={service_url('redis')}")
+    try:
+        with pytest.raises(BackendError):
+            await log.append_many([LogEntry("s", b"ok", "m-ok"), LogEntry("s", b"x" * 50_000, "m-big")])
+        retried = await log.append_many([LogEntry("s", b"ok", "m-ok"), LogEntry("s", b"small", "m-big")])
+        assert not retried[1].duplicate  # "ok" was refused with its batch or landed in its own
+        for i in range(20):
+            await log.append("s", f"later-{i}".encode())
+        records = await log.read("s", -1, 100)
+        assert [r.payload for r in records] == [b"ok", b"small", *(f"later-{i}".encode() for i in range(20))]
+        assert [r.offset for r in records[:2]] == [r.offset for r in retried]
+        with pytest.raises(BackendError):  # over the client's own limit: refused before sending
+            await log.append("s", b"x" * 2_000_000)
+    finally:
+        await log.aclose()
+
+
+async def test_kafka_appends_fail_while_the_broker_is_unreachable_and_work_again_after(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Kafka unreachable: an append raises BackendUnavailable within the append timeout and
+    acknowledges nothing it did not store; once the link is back appends work again (the
+    producer is replaced), and every acknowledged record is in the log once, in order."""
+    import time
+
+    from backend_kafka import kafka_proxy, kafka_url
+    from livechat.backends.kafka_connect import APPEND_TIMEOUT_S
+    from livechat.ports import BackendUnavailable
+
+    url = kafka_url(request)
+    toxiproxy, name, _ = kafka_proxy(request)
+    log = await open_comment_log(url)  # every connection of this log goes through the proxy
+    acked: list[bytes] = []
+    try:
+        for i in range(20):
+            await log.append("s", f"before-{i}".encode(), f"b{i}")
+            acked.append(f"before-{i}".encode())
+        toxiproxy.set_enabled(name, False)
+        start = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            await log.append("s", b"during", "d0")
+        assert time.monotonic() - start <= APPEND_TIMEOUT_S + 1
+        toxiproxy.set_enabled(name, True)
+        deadline = time.monotonic() + 30
+        while True:  # the author's retry loop, same client_msg_id
+            try:
+                retry = await log.append("s", b"during", "d0")
+                break
+            except BackendUnavailable:
+                assert time.monotonic() < deadline, "appends did not work again within 30 s"
+                await asyncio.sleep(0.5)
+        acked.append(retry.payload)
+        for i in range(20):
+            await log.append("s", f"after-{i}".encode(), f"a{i}")
+            acked.append(f"after-{i}".encode())
+        records = await log.read("s", -1, 1000)
+        assert [r.payload for r in records] == acked
+    finally:
+        await log.aclose()

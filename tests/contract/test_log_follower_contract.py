@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from livechat.backends import open_comment_log, open_log_follower
@@ -325,7 +324,6 @@ async def test_delivery_latency(
 @pytest.mark.parametrize("fault", ["down", "black-hole"])
 async def test_kafka_follower_recovers_from_a_broker_outage_without_a_gap(
     request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     fault: str,
 ) -> None:
@@ -334,32 +332,13 @@ async def test_kafka_follower_recovers_from_a_broker_outage_without_a_gap(
     nowhere), records keep being appended; after the link is back every one is delivered, in
     order, once.
 
-    The broker advertises only its own address, so the follower's connections are routed to the
-    proxy by wrapping aiokafka's ``create_conn`` for this test (the shared broker has no second
-    listener advertised at a proxy address; see the report)."""
-    import aiokafka.client
-    from backend_kafka import broker, kafka_url
+    The follower's connections reach the proxy through ``backend_kafka.kafka_proxy``."""
+    from backend_kafka import broker, kafka_proxy, kafka_url
 
-    from tests.cluster_services import Toxiproxy, service_url
-
-    toxiproxy = Toxiproxy(service_url("toxiproxy"))
-    name = f"kafka-follower-{uuid.uuid4().hex[:8]}"
-    listen = toxiproxy.proxy(name, "127.0.0.1:0", broker())["listen"]
-    request.addfinalizer(lambda: toxiproxy.delete_proxy(name))
     url = kafka_url(request)
     writer = await open_comment_log(url)
-    await writer.append("s", b"warm-up")  # the writer's connections exist before the re-route
-
-    broker_host, broker_port = broker().rsplit(":", 1)
-    proxy_host, proxy_port = listen.rsplit(":", 1)
-    real_create_conn: Callable[..., object] = aiokafka.client.create_conn
-
-    async def via_proxy(host: str, port: int, *args: object, **kwargs: object) -> object:
-        if (host, str(port)) == (broker_host, broker_port):
-            host, port = proxy_host, int(proxy_port)
-        return await real_create_conn(host, port, *args, **kwargs)  # type: ignore[misc]
-
-    monkeypatch.setattr(aiokafka.client, "create_conn", via_proxy)
+    await writer.append("s", b"warm-up")  # the writer's connections exist before the re-route: direct
+    toxiproxy, name, listen = kafka_proxy(request)
     follower = await open_log_follower(url.replace(broker(), listen, 1))
     got = Collected()
     follower.set_handler(got)

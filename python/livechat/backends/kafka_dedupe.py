@@ -8,11 +8,13 @@ post (on this edge or another) is a new send. So the log keeps a window of the k
   appended twice.
 - ``RedisDedupe``: shared by every edge, one Redis key per (topic id, stream, client_msg_id):
 
-  1. **Claim** before producing: ``SET key "P"+owner NX PX PENDING_TTL GET`` (one pipelined round
-     trip per batch). No old value: this append owns the key. ``D…``: appended before, the value
-     holds the original offset and payload (a duplicate). ``P…``: another append of the same key
-     is in flight; the caller waits for it (``wait_pending``) and fails the batch with
-     BackendUnavailable if it neither finishes nor gives up within ``PENDING_WAIT_S``.
+  1. **Claim** before producing: ``SET key "P"+owner NX PX PENDING_TTL GET`` for each key, in
+     one Lua script call per Kafka partition per round (the keys carry the partition as their
+     hash tag, so they share a slot; calls for different partitions run concurrently). No old
+     value: this append owns the key. ``D…``: appended before, the value holds the original
+     offset and payload (a duplicate). ``P…``: another append of the same key is in flight;
+     the caller waits for it (``wait_pending``) and fails the batch with BackendUnavailable if
+     it neither finishes nor gives up within ``PENDING_WAIT_S``.
   2. **Confirm** after the broker acknowledged: ``SET key "D"+offset+payload PX window``.
   3. **Release** when the produce failed: delete the key if it still holds our claim, so the
      author's retry can claim it at once.
@@ -43,8 +45,9 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from livechat.backends.kafka_connect import APPEND_TIMEOUT_S
+from livechat.backends.kafka_connect import APPEND_TIMEOUT_S, partition_of
 from livechat.backends.redis_connect import REDIS_ERRORS, RedisClient, RedisTarget, open_client, translate
 from livechat.ports.errors import BackendError, BackendUnavailable
 
@@ -63,7 +66,26 @@ PENDING_POLL_S = 0.02
 REDIS_RETRY_S = 1.0
 
 _OFFSET = struct.Struct(">q")
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+# One call per partition and round. SET's nil (key was free) is false in Lua, nil in the reply.
+_SCRIPTS = {
+    "claim": """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2], 'GET')
+end
+return out""",
+    "confirm": """
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1])
+end
+return #KEYS""",
+    "release": """
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then n = n + redis.call('DEL', key) end
+end
+return n""",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,18 +156,22 @@ class RedisDedupe:
         # Our claims carry this owner id, so a release never deletes another process's claim.
         self._owner = b"P" + uuid.uuid4().bytes
         self._down_until = 0.0
+        self._topic_id = ""
+        self._partitions = 1
+        self._scripts: dict[str, Any] = {}
         self.stats = DedupeStats()
 
     @classmethod
-    async def open(cls, url: str, topic_id: str, prefix: str, window_s: float) -> RedisDedupe:
+    async def open(
+        cls, url: str, topic_id: str, partitions: int, prefix: str, window_s: float
+    ) -> RedisDedupe:
         """The index for ``topic_id``. Redis being down does not fail the open (the log stays
         writable, fail open as below); it is connected again on a later claim."""
         index = cls(
-            RedisTarget.parse(url),
-            f"livechat-log-dedupe-{topic_id[:8]}",
-            f"{prefix}logdedupe:{topic_id}:",
-            window_s,
+            RedisTarget.parse(url), f"livechat-log-dedupe-{topic_id[:8]}", f"{prefix}logdedupe:", window_s
         )
+        index._topic_id = topic_id
+        index._partitions = partitions
         with contextlib.suppress(BackendError):
             await index._connected()
         return index
@@ -153,16 +179,21 @@ class RedisDedupe:
     async def _connected(self) -> RedisClient:
         if self._client is None:
             try:
-                self._client = await open_client(self._target, self._name)
+                client = await open_client(self._target, self._name)
             except BackendError as exc:
                 raise self._failed(exc, "connect") from exc
+            self._client = client
+            self._scripts = {name: client.register_script(lua) for name, lua in _SCRIPTS.items()}
         return self._client
 
     def key_name(self, key: Key) -> str:
-        """The Redis key of (stream, client_msg_id)."""
+        """The Redis key of (stream, client_msg_id). The hash tag is the topic id and the stream's
+        partition, so a partition's keys share one slot (one script call per partition and
+        round, on one Redis Cluster master) and the index shards like the log."""
         stream, cmid = key
+        partition = partition_of(stream, self._partitions)
         # The length keeps (a:b, c) and (a, b:c) apart.
-        return f"{self._prefix}{len(stream)}:{stream}:{cmid}"
+        return f"{self._prefix}{{{self._topic_id}:{partition}}}:{len(stream)}:{stream}:{cmid}"
 
     @property
     def available(self) -> bool:
@@ -176,16 +207,38 @@ class RedisDedupe:
         log.warning("log dedupe index unavailable (%s): local window only for %.1f s", error, REDIS_RETRY_S)
         return error
 
+    async def _per_partition(
+        self, script: str, keys: Sequence[Key], args: Sequence[Any], per_key: Sequence[Any] = ()
+    ) -> list[Any]:
+        """Run ``script`` once per partition over its keys (concurrently); the replies per key,
+        in the order of ``keys``. ``per_key`` values follow ``args`` in each call's ARGV."""
+        await self._connected()
+        groups: dict[int, list[int]] = {}
+        for index, (stream, _) in enumerate(keys):
+            groups.setdefault(partition_of(stream, self._partitions), []).append(index)
+        call = self._scripts[script]
+        order = list(groups.values())
+        replies = await asyncio.gather(
+            *(
+                call(
+                    keys=[self.key_name(keys[i]) for i in indexes],
+                    args=[*args, *(per_key[i] for i in indexes)] if per_key else list(args),
+                )
+                for indexes in order
+            )
+        )
+        out: list[Any] = [None] * len(keys)
+        for indexes, reply in zip(order, replies, strict=True):
+            values = reply if isinstance(reply, list) else [reply] * len(indexes)
+            for i, value in zip(indexes, values, strict=True):
+                out[i] = value
+        return out
+
     async def claim(self, keys: Sequence[Key]) -> list[Original | Pending | None]:
         """Per key: None when this append now owns it, the original, or PENDING. Raises
         BackendError when Redis cannot answer (then nothing was claimed for sure)."""
-        ttl = int(PENDING_TTL_S * 1000)
-        client = await self._connected()
         try:
-            pipe = client.pipeline(transaction=False)
-            for key in keys:
-                pipe.set(self.key_name(key), self._owner, nx=True, px=ttl, get=True)
-            replies = await pipe.execute()
+            replies = await self._per_partition("claim", keys, [self._owner, int(PENDING_TTL_S * 1000)])
         except (*REDIS_ERRORS, OSError) as exc:
             raise self._failed(exc, "claim") from exc
         self.stats.claims += len(keys)
@@ -196,13 +249,10 @@ class RedisDedupe:
         Skipped while Redis is down: the keys of that time are then per edge only."""
         if not originals or not self.available:
             return
+        values = [b"D" + _OFFSET.pack(o.offset) + o.payload for _, o in originals]
         try:
-            pipe = (await self._connected()).pipeline(transaction=False)
-            for key, original in originals:
-                value = b"D" + _OFFSET.pack(original.offset) + original.payload
-                pipe.set(self.key_name(key), value, px=self._window_ms)
-            await pipe.execute()
-        except (*REDIS_ERRORS, OSError) as exc:
+            await self._per_partition("confirm", [k for k, _ in originals], [self._window_ms], values)
+        except (*REDIS_ERRORS, OSError, BackendError) as exc:
             self._failed(exc, "confirm")
 
     async def release(self, keys: Sequence[Key]) -> None:
@@ -210,11 +260,8 @@ class RedisDedupe:
         if not keys or not self.available:
             return
         try:
-            pipe = (await self._connected()).pipeline(transaction=False)
-            for key in keys:
-                pipe.eval(_RELEASE, 1, self.key_name(key), self._owner)
-            await pipe.execute()
-        except (*REDIS_ERRORS, OSError) as exc:
+            await self._per_partition("release", keys, [self._owner])
+        except (*REDIS_ERRORS, OSError, BackendError) as exc:
             self._failed(exc, "release")
 
     async def wait_pending(self, key: Key) -> Original:

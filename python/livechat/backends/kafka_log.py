@@ -64,8 +64,41 @@ MAX_ROUND_RECORDS = 20_000
 # The producer waits this long for more records before sending a batch that is not full. 0: the
 # edge already group-commits, and while one batch per partition is in flight the next one fills.
 LINGER_MS = 0
+# Largest payload accepted: a record must fit one produce request (and the broker's default
+# message.max.bytes, 1 MiB) with its key and headers.
+MAX_RECORD_BYTES = MAX_REQUEST_BYTES - 16 * 1024
 # ``last_offset`` scans backwards in windows of this many records, growing 4x per step.
 SCAN_WINDOW = 1024
+
+
+async def start_producer(url: KafkaUrl) -> Any:
+    """A started idempotent producer with the topic's metadata loaded; BackendUnavailable when
+    the brokers cannot be reached within ``CONNECT_TIMEOUT_S``."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=url.bootstrap,
+        client_id="livechat-log",
+        # Both explicit: the broker drops the producer's own resends (no repeats from retries,
+        # order kept per partition) and acknowledges only what every in-sync replica holds.
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=LINGER_MS,
+        max_batch_size=MAX_BATCH_BYTES,
+        max_request_size=MAX_REQUEST_BYTES,
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+    )
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await producer.start()
+            await producer.partitions_for(url.topic)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        if isinstance(exc, TimeoutError):
+            raise BackendUnavailable(f"kafka: producer could not connect to {url.bootstrap}") from exc
+        if isinstance(exc, Exception) and not isinstance(exc, BackendError):
+            raise translate(exc, "connect") from exc
+        raise
+    return producer
 
 
 def record_from(msg: Any, stream: str) -> LogRecord:
@@ -134,6 +167,9 @@ class KafkaCommentLog:
         self._info = info
         self._partitions = info.partitions
         self._producer = producer
+        # Set when a batch failed: the producer is replaced before the next round.
+        self._reset_needed = False
+        self._producer_resets = 0
         self._shared = shared
         self._window = dedupe_window_s
         self._local = LocalWindow(dedupe_window_s)
@@ -143,6 +179,7 @@ class KafkaCommentLog:
         self._wake = asyncio.Event()
         self._sequencer = asyncio.get_running_loop().create_task(self._sequence())
         self._completions: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self._readers: list[Any] = []
         self._reader_slots = asyncio.Semaphore(READERS)
         self._closed = False
@@ -155,34 +192,16 @@ class KafkaCommentLog:
             raise ValueError("need 0 < dedupe_window_s <= retention_s")
         parsed = KafkaUrl.parse(url)
         info = await ensure_topic(parsed, retention_s)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=parsed.bootstrap,
-            client_id="livechat-log",
-            # Both explicit: the broker drops the producer's own resends (no repeats from retries,
-            # order kept per partition) and acknowledges only what every in-sync replica holds.
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=LINGER_MS,
-            max_batch_size=MAX_BATCH_BYTES,
-            max_request_size=MAX_REQUEST_BYTES,
-            request_timeout_ms=REQUEST_TIMEOUT_MS,
-        )
+        producer = await start_producer(parsed)
         shared: RedisDedupe | None = None
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await producer.start()
-                await producer.partitions_for(parsed.topic)
             if parsed.dedupe is not None:
                 shared = await RedisDedupe.open(
-                    parsed.dedupe, info.topic_id, parsed.dedupe_prefix, dedupe_window_s
+                    parsed.dedupe, info.topic_id, info.partitions, parsed.dedupe_prefix, dedupe_window_s
                 )
-        except BaseException as exc:
+        except BaseException:
             with contextlib.suppress(Exception):
                 await producer.stop()
-            if isinstance(exc, TimeoutError):
-                raise BackendUnavailable(f"kafka: producer could not connect to {parsed.bootstrap}") from exc
-            if isinstance(exc, Exception) and not isinstance(exc, BackendError):
-                raise translate(exc, "connect") from exc
             raise
         return cls(parsed, info, producer, shared, dedupe_window_s)
 
@@ -215,6 +234,8 @@ class KafkaCommentLog:
         for entry in entries:
             if not isinstance(entry.payload, bytes):
                 raise TypeError(f"payload must be bytes, got {type(entry.payload).__name__}")
+            if len(entry.payload) > MAX_RECORD_BYTES:
+                raise BackendError(f"a payload of {len(entry.payload)} bytes is over {MAX_RECORD_BYTES}")
         job = _Job(list(entries), asyncio.get_running_loop().create_future())
         self._queue.append(job)
         self._wake.set()
@@ -235,6 +256,8 @@ class KafkaCommentLog:
                     count += len(job.entries)
                 current = _Round(jobs)
                 try:
+                    if self._reset_needed or self._producer is None:
+                        await self._reset_producer()
                     await self._send_round(current)
                 except Exception as exc:  # what was not sent fails; what was sent completes
                     log.warning("comment log round of %d records failed to send: %s", count, exc)
@@ -242,6 +265,32 @@ class KafkaCommentLog:
                 task = asyncio.get_running_loop().create_task(self._complete(current))
                 self._completions.add(task)
                 task.add_done_callback(self._completions.discard)
+
+    async def _reset_producer(self) -> None:
+        """Replace the producer after a failed batch.
+
+        aiokafka numbers each partition's batches for the idempotent producer and does not
+        renumber after a batch failed for good: every later batch of that partition would be
+        refused (OutOfOrderSequenceNumber). A new producer gets a new producer id and starts
+        numbering afresh. Rounds sent by the old one finish first (each within
+        APPEND_TIMEOUT_S) and it flushes before the new one sends, so call order holds; only if
+        the broker is unreachable at that moment may a late batch of the old one land after the
+        new one's first batches (its callers had been told it failed). If the new producer cannot
+        connect this raises and the round fails; the next round tries again.
+        """
+        if self._completions:
+            await asyncio.wait(list(self._completions), timeout=APPEND_TIMEOUT_S)
+        old, self._producer = self._producer, None
+        if old is not None:
+            stopping = asyncio.get_running_loop().create_task(old.stop())
+            await asyncio.wait([stopping], timeout=REQUEST_TIMEOUT_MS / 1000)
+            if not stopping.done():  # the broker is away: the old one finishes in the background
+                self._background.add(stopping)
+                stopping.add_done_callback(self._background.discard)
+        self._producer = await start_producer(self._url)
+        self._reset_needed = False
+        self._producer_resets += 1
+        log.warning("comment log producer replaced after a failed batch (%d so far)", self._producer_resets)
 
     async def _send_round(self, current: _Round) -> None:
         now = time.monotonic()
@@ -313,19 +362,51 @@ class KafkaCommentLog:
         return {key: reply for key, reply in zip(keys, replies, strict=True) if reply is not None}
 
     async def _complete(self, current: _Round) -> None:
-        """Wait for the round's batches, resolve its jobs, confirm or release its keys."""
+        """Wait for the round's batches, resolve its jobs, confirm or release its keys. Whatever
+        goes wrong, no job of the round is left waiting."""
+        try:
+            await self._settle(current)
+        except BaseException as exc:
+            error = exc if isinstance(exc, BackendError) else BackendError(f"append failed: {exc!r}")
+            for job in current.jobs:
+                _fail(job, error)
+            for key, owned in current.owned.items():
+                if not owned.done():
+                    self._inflight.pop(key, None)
+                    owned.set_exception(error)
+                    owned.exception()
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("comment log round failed")
+
+    async def _settle(self, current: _Round) -> None:
+        """The round's outcome, in this order: jobs that cannot succeed fail; keys that did not
+        land are released (before their authors hear of it, so a retry finds them free); jobs
+        are answered; keys that landed are confirmed in the shared window.
+
+        A batch not acknowledged within APPEND_TIMEOUT_S fails its jobs (the authors retry), but
+        its keys stay claimed while it is still in the producer: aiokafka's idempotent producer
+        never gives up on a batch while its partition has a leader, so the batch lands once the
+        broker answers again. When it does, its keys are confirmed and the retries get the
+        original back (``duplicate``) instead of appending a second copy.
+        """
+        unsent = current.error or BackendUnavailable("append failed")
         outcomes: list[Any] = []
         if current.batches:
-            try:
-                async with asyncio.timeout(APPEND_TIMEOUT_S):
-                    outcomes = await asyncio.gather(*current.batches, return_exceptions=True)
-            except TimeoutError:
-                late = BackendUnavailable(f"kafka did not acknowledge within {APPEND_TIMEOUT_S} s")
-                outcomes = [late] * len(current.batches)
-        unsent = current.error or BackendUnavailable("append failed")
+            _, waiting = await asyncio.wait(current.batches, timeout=APPEND_TIMEOUT_S)
+            if waiting:
+                late = BackendUnavailable(f"kafka did not acknowledge within {APPEND_TIMEOUT_S} s: retry")
+                for job in current.jobs:
+                    _fail(job, late)
+                await asyncio.wait(current.batches)  # keeps the keys claimed until the outcome
+            outcomes = [b.exception() or b.result() for b in current.batches]
         errors: list[BackendError | None] = [
             translate(o, "append") if isinstance(o, BaseException) else None for o in outcomes
         ]
+        if any(errors):
+            # A batch failed for good: aiokafka does not renumber the partition's later batches.
+            # (A round that failed before its batches were queued used no batch numbers.)
+            self._reset_needed = True
         # Per slot: its offset, or the error of its batch.
         landed: list[int | BackendError] = []
         for _, _, batch, position in current.slots:
@@ -334,8 +415,6 @@ class KafkaCommentLog:
             else:
                 error = errors[batch]
                 landed.append(error if error is not None else outcomes[batch].offset + position)
-        # Keys: confirm what landed (even for a failed job: the author's retry then finds the
-        # original), release the claims of what did not.
         now = time.monotonic()
         confirmed: list[tuple[Key, Original]] = []
         released: list[Key] = []
@@ -344,50 +423,73 @@ class KafkaCommentLog:
             if key is None:
                 continue
             placed.add(key)
-            owned = current.owned[key]
-            self._inflight.pop(key, None)
             if isinstance(offset, BackendError):
                 released.append(key)
-                owned.set_exception(offset)
-                owned.exception()  # retrieved: no repeat may be waiting on it
             else:
                 original = Original(offset, entry.payload)
                 self._local.put(key, original, now)
                 confirmed.append((key, original))
-                owned.set_result(original)
-        for key, owned in current.owned.items():  # claimed, but the round failed before packing it
-            if key not in placed and not owned.done():
-                self._inflight.pop(key, None)
-                released.append(key)
-                owned.set_exception(unsent)
-                owned.exception()
-        for job, plan in zip(current.jobs, current.plans, strict=True):
-            if len(plan) != len(job.entries):  # the round failed while planning this job
+        released.extend(key for key in current.owned if key not in placed and not current.owned[key].done())
+        if self._shared is not None and released:
+            await self._shared.release(released)
+        # Repeats waiting on these keys (this round's and later rounds') learn the outcome.
+        for key, original in confirmed:
+            self._inflight.pop(key, None)
+            current.owned[key].set_result(original)
+        for key in released:
+            self._inflight.pop(key, None)
+            owned = current.owned[key]
+            offset = next(
+                (o for (_, k, _, _), o in zip(current.slots, landed, strict=True) if k == key), unsent
+            )
+            owned.set_exception(offset if isinstance(offset, BackendError) else unsent)
+            owned.exception()  # retrieved: no repeat may be waiting on it
+        for index, job in enumerate(current.jobs):
+            if job.future.done():
+                continue
+            plan = current.plans[index] if index < len(current.plans) else []
+            if len(plan) != len(job.entries):  # the round failed before planning all of this job
                 _fail(job, unsent)
-                continue
-            try:
-                results = [await self._result(step, value, current, landed) for step, value in plan]
-            except BackendError as exc:
-                _fail(job, exc)
-                continue
-            if not job.future.done():
-                job.future.set_result(results)
+            elif any(step in ("chain", "wait") for step, _ in plan):
+                task = asyncio.get_running_loop().create_task(self._answer(job, plan, current, landed))
+                self._completions.add(task)
+                task.add_done_callback(self._completions.discard)
+            else:
+                await self._answer(job, plan, current, landed)
         if self._shared is not None:
             await self._shared.confirm(confirmed)
-            await self._shared.release(released)
+
+    async def _answer(
+        self, job: _Job, plan: list[tuple[str, Any]], current: _Round, landed: list[int | BackendError]
+    ) -> None:
+        try:
+            results = [await self._result(step, value, current, landed) for step, value in plan]
+        except BackendError as exc:
+            _fail(job, exc)
+        else:
+            if not job.future.done():
+                job.future.set_result(results)
 
     async def _result(
         self, step: str, value: Any, current: _Round, landed: list[int | BackendError]
     ) -> LogAppend:
         if step == "new":
+            if not isinstance(value, int):  # the round failed before packing this entry
+                raise current.error or BackendUnavailable("append failed")
             offset = landed[value]
             if isinstance(offset, BackendError):
                 raise offset
             return LogAppend(offset, False, current.slots[value][0].payload)
         if step == "dup":
             return LogAppend(value.offset, True, value.payload)
-        if step == "chain":
-            original: Original = await asyncio.shield(value)
+        if step == "chain":  # the first append of this key is in flight on this edge
+            try:
+                async with asyncio.timeout(APPEND_TIMEOUT_S):
+                    original: Original = await asyncio.shield(value)
+            except TimeoutError:
+                raise BackendUnavailable(
+                    "an earlier append of this client_msg_id is still in flight: retry"
+                ) from None
             return LogAppend(original.offset, True, original.payload)
         assert step == "wait" and self._shared is not None
         original = await self._shared.wait_pending(value)
@@ -504,21 +606,32 @@ class KafkaCommentLog:
         if self._closed:
             return
         self._closed = True
-        # Finish what was queued: the sequencer empties the queue, then every round completes.
-        while self._queue:
+        # Finish what was queued: the sequencer empties the queue, then every round completes
+        # (within APPEND_TIMEOUT_S each; rounds still waiting on an unreachable broker are
+        # cancelled: their callers get an error, their records may still land).
+        deadline = time.monotonic() + APPEND_TIMEOUT_S
+        while self._queue and time.monotonic() < deadline:
             self._wake.set()
             await asyncio.sleep(0.001)
-        while self._completions:
-            await asyncio.gather(*list(self._completions), return_exceptions=True)
         self._sequencer.cancel()
+        for job in self._queue:
+            _fail(job, ClosedError("comment log is closed"))
+        self._queue.clear()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sequencer
+        if self._completions:
+            await asyncio.wait(list(self._completions), timeout=max(0.1, deadline - time.monotonic()))
+        for task in [*self._completions, *self._background]:
+            task.cancel()
+        await asyncio.gather(*self._completions, *self._background, return_exceptions=True)
         for consumer in self._readers:
             with contextlib.suppress(Exception):
                 await consumer.stop()
         self._readers.clear()
-        with contextlib.suppress(Exception):
-            await self._producer.stop()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(REQUEST_TIMEOUT_MS / 1000):
+                    await self._producer.stop()
         if self._shared is not None:
             await self._shared.aclose()
 
