@@ -448,3 +448,33 @@ async def test_kafka_appends_fail_while_the_broker_is_unreachable_and_work_again
         assert [r.payload for r in records] == acked
     finally:
         await log.aclose()
+
+
+# -- SQLite only: schema migration ------------------------------------------------------------
+
+
+async def test_sqlite_log_written_by_schema_1_gains_origin_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """CREATE TABLE lc_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL);
+        INSERT INTO lc_schema VALUES ('comment_log', 1);
+        CREATE TABLE log_records (seq INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL,
+            payload BLOB NOT NULL, client_msg_id TEXT, appended_at REAL NOT NULL);
+        INSERT INTO log_records (stream, payload, client_msg_id, appended_at)
+            VALUES ('s', x'6f6c64', 'm', 1e10);"""
+    )
+    conn.commit()
+    conn.close()
+    log = await open_comment_log(f"sqlite://{path}")
+    try:
+        await log.append("s", b"new", origin="edge-1")
+        records = await log.read("s", -1, 10)
+        assert [(r.payload, r.client_msg_id, r.origin) for r in records] == [
+            (b"old", "m", None),
+            (b"new", None, "edge-1"),
+        ]
+    finally:
+        await log.aclose()
