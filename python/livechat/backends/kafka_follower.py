@@ -212,7 +212,14 @@ class KafkaLogFollower:
         self._applied.append(waiter)
         self._dirty = True
         self._wake()
-        await waiter
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            # The loop is reconnecting: the follow stays registered and starts when it is back.
+            raise BackendUnavailable(
+                f"kafka: follower not connected within {CONNECT_TIMEOUT_S} s (the follow takes effect later)"
+            ) from None
 
     def _wake(self) -> None:
         self._changed.set()

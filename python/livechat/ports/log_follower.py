@@ -73,7 +73,10 @@ class LogFollower(Protocol):
     async def follow(self, stream: str, after_offset: int) -> None:
         """Start delivering the records of ``stream`` with offset > ``after_offset`` (-1: every
         record still retained). Returns once the follow is in place. Raises RuntimeError when no
-        handler is set or ``stream`` is already followed."""
+        handler is set or ``stream`` is already followed; BackendUnavailable when the backend is
+        reconnecting (the follow stays registered and starts delivering once it is back).
+        Followed from an offset of another ``CommentLog.epoch()``, a stream may skip or repeat:
+        the caller resyncs across epochs."""
 
     async def unfollow(self, stream: str) -> None:
         """Stop delivering ``stream``; once this returns, the handler sees none of its records.
