@@ -108,7 +108,7 @@ def start_testee(port: int) -> subprocess.Popen[bytes]:
         "--deflate-min-bytes",
         "0",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:

@@ -81,3 +81,13 @@ async def start_app(start_edge: StartEdge) -> AsyncIterator[Callable[..., tuple[
     yield start
     for pump in pumps:
         pump.detach()
+
+
+@pytest.fixture(autouse=True)
+def abort_raw_clients() -> Iterator[None]:
+    """Close the raw connections a test left open (it may end on the server's close)."""
+    yield
+    from edge_wire import RawClient
+
+    for client in list(RawClient.opened):
+        client.abort()

@@ -234,6 +234,8 @@ async def test_non_readers_are_degraded_then_closed_while_readers_get_every_tick
         assert seqs and seqs == sorted(set(seqs))
         closing = [struct.unpack("!H", p[:2])[0] for op, p in frames if op == 0x8]
         assert set(closing) <= {4008, 4009} and {op for op, _ in frames} <= {0x2, 0x8}
+    for sock in non_readers:
+        sock.close()
 
     # Memory: the peak stays under the cap arithmetic.
     peak = max(final["hwm"], *(s["rss"] for s in samples))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from classifier_server import ClassifierServer
@@ -23,6 +24,20 @@ from livechat.services.moderation import (
     Verdict,
 )
 from livechat.services.moderation.classifier import parse_verdict
+
+
+@pytest.fixture
+async def http_classifier() -> AsyncIterator[Callable[[str], HttpClassifier]]:
+    """``http_classifier(url)``: an HttpClassifier closed (its keep-alive connections too) after the test."""
+    made: list[HttpClassifier] = []
+
+    def make(url: str) -> HttpClassifier:
+        made.append(HttpClassifier(url))
+        return made[-1]
+
+    yield make
+    for classifier in made:
+        await classifier.aclose()
 
 
 @pytest.fixture
@@ -97,8 +112,10 @@ def test_verdict_parsing_refuses_bad_answers() -> None:
         HttpClassifier("ftp://x/y")
 
 
-async def test_pipeline_review_thresholds_with_real_classifier(server: ClassifierServer) -> None:
-    pipeline = ModerationPipeline(ModerationConfig(), SystemClock(), HttpClassifier(server.url))
+async def test_pipeline_review_thresholds_with_real_classifier(
+    server: ClassifierServer, http_classifier: Any
+) -> None:
+    pipeline = ModerationPipeline(ModerationConfig(), SystemClock(), http_classifier(server.url))
     assert (await pipeline.review("toxic", "u", "s", 0)).decision is Decision.REJECT
     assert (await pipeline.review("toxic", "u", "s", 3)).decision is Decision.SHADOW_BAN
     assert (await pipeline.review("iffy", "u", "s", 0)).decision is Decision.FLAG
@@ -108,9 +125,11 @@ async def test_pipeline_review_thresholds_with_real_classifier(server: Classifie
     assert pipeline.counters["reviewed"] == 6
 
 
-async def test_timeouts_fail_open_and_open_the_breaker(server: ClassifierServer) -> None:
+async def test_timeouts_fail_open_and_open_the_breaker(
+    server: ClassifierServer, http_classifier: Any
+) -> None:
     config = ModerationConfig(classifier_timeout_s=0.05, breaker_failures=2, breaker_open_s=0.2)
-    pipeline = ModerationPipeline(config, SystemClock(), HttpClassifier(server.url))
+    pipeline = ModerationPipeline(config, SystemClock(), http_classifier(server.url))
     for _ in range(2):
         assert (await pipeline.review("toxic sleep:0.5", "u", "s", 0)).decision is Decision.ACCEPT
     assert pipeline.counters["timeouts"] == 2
@@ -124,19 +143,21 @@ async def test_timeouts_fail_open_and_open_the_breaker(server: ClassifierServer)
     assert pipeline.breaker.state is BreakerState.CLOSED
 
 
-async def test_server_errors_count_as_failures(server: ClassifierServer) -> None:
+async def test_server_errors_count_as_failures(server: ClassifierServer, http_classifier: Any) -> None:
     server.fail = True
     pipeline = ModerationPipeline(
-        ModerationConfig(breaker_failures=3), SystemClock(), HttpClassifier(server.url)
+        ModerationConfig(breaker_failures=3), SystemClock(), http_classifier(server.url)
     )
     for _ in range(3):
         assert (await pipeline.review("toxic", "u", "s", 0)).decision is Decision.ACCEPT
     assert pipeline.counters["failures"] == 3 and pipeline.breaker.state is BreakerState.OPEN
 
 
-async def test_review_queue_hands_verdicts_and_skips_stale_items(server: ClassifierServer) -> None:
+async def test_review_queue_hands_verdicts_and_skips_stale_items(
+    server: ClassifierServer, http_classifier: Any
+) -> None:
     clock = SystemClock()
-    pipeline = ModerationPipeline(ModerationConfig(), clock, HttpClassifier(server.url))
+    pipeline = ModerationPipeline(ModerationConfig(), clock, http_classifier(server.url))
     seen: list[tuple[int, Decision]] = []
 
     async def on_verdict(item: ReviewItem, verdict: Verdict) -> None:
