@@ -409,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(migrate)
     _add_flags(migrate, MIGRATE_FLAGS)
+
+    from livechat.workers.cli import add_worker_parser
+
+    add_worker_parser(sub)
     return parser
 
 
@@ -424,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args)
     if args.command == "migrate":
         return _migrate(args)
+    if args.command == "worker":
+        from livechat.workers.cli import run_worker
+
+        return run_worker(args)
     return EXIT_USAGE
 
 
