@@ -142,6 +142,8 @@ class ChatService:
         self.log_events = LogEvents(ctx, self.delivery, room_events)
         if follower is not None:
             follower.set_handler(self.log_events.on_records)
+            ctx.rooms.log = log
+            ctx.rooms.replay = self.log_events.on_records
         self._reviews = (
             ReviewQueue(
                 ctx.moderation,

@@ -13,13 +13,16 @@ from typing import Final
 from livechat.config import RoomConfig
 from livechat.ids import first_id_at
 from livechat.ports.broker import Broker
+from livechat.ports.comment_log import CommentLog
 from livechat.ports.history import HistoryStore
-from livechat.ports.log_follower import LogFollower
+from livechat.ports.log_follower import LogFollower, LogHandler
 from livechat.ports.meta import GLOBAL_STREAM, MetaStore
 from livechat.services.clock import Clock
 from livechat.services.room import Room, ban_in_force
 
 IDLE_DROP_S: Final = 60.0
+#: Log records read per call when a room catches up at open.
+REPLAY_PAGE: Final = 1000
 
 
 class RoomDirectory:
@@ -43,6 +46,10 @@ class RoomDirectory:
         self._clock = clock
         self._broker = broker if follower is None else None
         self._follower = follower
+        # With a follower: the log to catch a room up from, and where its records go (set by the
+        # ChatService: ``LogEvents.on_records``, the follower's handler too).
+        self.log: CommentLog | None = None
+        self.replay: LogHandler | None = None
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Future[Room]] = {}
         self.global_bans: dict[str, float | None] = {}
@@ -87,13 +94,22 @@ class RoomDirectory:
         return room
 
     async def _follow(self, stream: str, watermark: int) -> None:
-        """Follow ``stream`` in the log after ``watermark`` (read BEFORE history was loaded: every
-        record after it is delivered, and what history already had is skipped by id)."""
+        """Catch the room up with the log after ``watermark`` (read BEFORE history was loaded, so
+        what history lacks is in the log, and what it had is skipped by id), then follow it live
+        from the last record read: the first snapshot is complete, and nothing falls between."""
         follower = self._follower
-        assert follower is not None
+        assert follower is not None and self.log is not None and self.replay is not None
+        after = watermark
+        while True:
+            records = await self.log.read(stream, after, REPLAY_PAGE)
+            if records:
+                self.replay(records)
+                after = records[-1].offset
+            if len(records) < REPLAY_PAGE:
+                break
         if follower.position(stream) is not None:
             await follower.unfollow(stream)  # a prune of the same stream still finishing
-        await follower.follow(stream, watermark)
+        await follower.follow(stream, after)
 
     async def _load(self, stream: str) -> Room:
         meta = self._meta
