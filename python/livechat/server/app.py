@@ -111,6 +111,7 @@ class LiveChatServer:
             broker=broker,
             follower=self.follower,
             edge_id=self.edge_id,
+            cluster_limits=not self.config.backends.registry.startswith("memory://"),
         )
         if self.node_lease is not None:
             self.node_lease.keep(self.chat.context.ids)

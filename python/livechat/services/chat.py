@@ -89,12 +89,15 @@ class ChatService:
         clock: Clock | None = None,
         follower: LogFollower | None = None,
         edge_id: str | None = None,
+        cluster_limits: bool = False,
     ) -> None:
         """``classifier`` defaults to an HttpClassifier on ``config.moderation.classifier_url`` (when
         set); ``registry`` makes engagement totals cluster-wide; ``broker`` fans events out to other
         edges (register ``chat.remote`` as its handler). ``follower`` makes ``log`` the shared
         sequencer of every stream (``livechat.services.log_events``): events between edges travel
-        through the log, not the broker, and history is written by ``livechat worker persist``."""
+        through the log, not the broker, and history is written by ``livechat worker persist``.
+        ``cluster_limits``: check comment budgets and slow mode in ``registry`` too (a registry
+        shared by several edges; an in-process one would only repeat the local limits)."""
         clock = clock if clock is not None else SystemClock()
         # Alone (tests, tools) a random id: two services sharing a registry must not share one.
         edge_id = edge_id if edge_id is not None else uuid.uuid4().hex[:12]
@@ -129,7 +132,9 @@ class ChatService:
             ids=CommentIdGenerator(max(config.node_id, 0), lambda: int(clock.time() * 1000)),
             edge_id=edge_id,
             shared_log=follower is not None,
-            shared_limits=SharedLimits(registry, config.limits) if registry is not None else None,
+            shared_limits=(
+                SharedLimits(registry, config.limits) if cluster_limits and registry is not None else None
+            ),
         )
         self._decoder = ClientDecoder(config.limits)
         room_events = RoomEvents(ctx)
