@@ -9,6 +9,7 @@ cluster per module (starting Cassandra-backed edges costs seconds).
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -190,3 +191,20 @@ async def test_a_sampled_viewer_recovers_every_comment(cluster: Cluster, tmp_pat
     snap = await back.join(stream, last_id=first["id"])
     assert snap["gap"] is False
     assert [e["id"] for e in snap["missed"]] == ids
+
+
+async def test_viewer_count_counts_users_and_heals_when_an_edge_dies(cluster: Cluster) -> None:
+    """Live viewers are people across every edge (two tabs of one user count once); an edge killed
+    with -9 stops counting once its contribution lapses (engagement.VIEWERS_TTL_S = 10 s)."""
+    stream = "heads"
+    a = cluster.edges[0]
+    doomed = cluster.edge("doomed")
+    watcher = await joined(a, stream, "watcher")
+    tabs = [await joined(doomed, stream, "fan") for _ in range(2)]
+    others = [await joined(doomed, stream, f"fan-{i}") for i in range(2)]
+    counts = await watcher.slot(stream, "n", lambda n: n["v"] == 4, timeout=10)
+    assert counts["u"] >= 4
+    doomed.stop(signal.SIGKILL)
+    await asyncio.gather(*(client.close() for client in (*tabs, *others)), return_exceptions=True)
+    healed = await watcher.slot(stream, "n", lambda n: n["v"] == 1, timeout=20)
+    assert healed["u"] >= 4, "unique viewers ever do not drop"
