@@ -22,6 +22,7 @@ from livechat.backends import open_history
 from livechat.backends.kafka_log import KafkaCommentLog
 from livechat.ids import first_id_at
 from livechat.ports.comment_log import LogEntry
+from livechat.ports.errors import BackendUnavailable
 from livechat.ports.history import HistoryStore
 from livechat.protocol import unpackb
 from livechat.protocol.encode import (
@@ -32,6 +33,7 @@ from livechat.protocol.encode import (
     encode_pin,
     encode_purge,
 )
+from livechat.workers.persist import PlanWriter, apply_records, plan_records
 
 from tests.cluster.conftest import LivechatProcess, TopicFactory
 from tests.cluster_services import service_url
@@ -116,6 +118,102 @@ async def assert_history_matches(history: HistoryStore, model: Expected) -> None
     for stream, expected in model.comments.items():
         assert await history_rows(history, stream) == expected, stream
         assert await history.watermark(stream) == model.last_offset[stream]
+
+
+@dataclass(frozen=True)
+class Record:
+    """A log record as the worker reads it (the fields of aiokafka's ConsumerRecord it uses)."""
+
+    key: bytes
+    offset: int
+    value: bytes
+    topic: str = "t"
+    partition: int = 0
+
+
+def records_of(events: list[tuple[str, bytes]], first_offset: int = 0) -> list[Record]:
+    return [Record(s.encode(), first_offset + i, p) for i, (s, p) in enumerate(events)]
+
+
+def comment_payload(cid: int, user: str) -> bytes:
+    return encode_comment(cid, user, user, f"comment {cid}", int(time.time() * 1000), None, [], None)
+
+
+async def test_records_apply_in_log_order_without_kafka(tmp_path: Path) -> None:
+    """The worker's Kafka-independent part (``apply_records``) on a real SQLite history."""
+    history = await open_history(f"sqlite://{tmp_path}/history.db")
+    c1, c2, c3, c4, c5 = (first_id_at(int(time.time() * 1000)) + i for i in range(5))
+    try:
+        records = records_of(
+            [
+                ("s", comment_payload(c1, "ann")),
+                ("s", comment_payload(c2, "bob")),
+                ("s", comment_payload(c3, "bob")),
+                ("s", encode_delete(c1)),
+                ("s", encode_purge("bob")),  # bob's comments logged before it go
+                ("s", comment_payload(c4, "bob")),  # posted after the purge: stays
+                ("s", encode_ban("bob", None)),  # nothing to store
+                ("s", b"\xc1"),  # not msgpack: skipped
+                ("t", comment_payload(c5, "ann")),
+                ("s", comment_payload(c2, "bob")),  # a repeat of a purged comment stays out
+            ],
+            first_offset=100,
+        )
+        plans = await apply_records(history, records)
+        # Split after the purge: the offsets through it are committed before the rest is written.
+        assert [p.records for p in plans] == [5, 5]
+        assert [p.purges for p in plans] == [1, 0]
+        assert (sum(p.skipped for p in plans), sum(p.ignored for p in plans)) == (1, 1)
+        assert await history_rows(history, "s") == {c4: "bob"}
+        assert await history_rows(history, "t") == {c5: "ann"}
+        assert (await history.watermark("s"), await history.watermark("t")) == (109, 108)
+        # What a restart after the purge's checkpoint redoes changes nothing.
+        await apply_records(history, records[5:])
+        assert await history_rows(history, "s") == {c4: "bob"}
+        assert await history.watermark("s") == 109
+    finally:
+        await history.aclose()
+
+
+class FailingOnce:
+    """The real store, whose ``method`` raises BackendUnavailable the first time it is called."""
+
+    def __init__(self, store: HistoryStore, method: str) -> None:
+        self.store = store
+        self.method = method
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> object:
+        real = getattr(self.store, name)
+
+        async def call(*args: object) -> object:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if name == self.method and self.calls[name] == 1:
+                raise BackendUnavailable(f"{name}: injected outage")
+            return await real(*args)
+
+        return call
+
+
+async def test_a_failed_step_is_retried_from_where_it_failed(tmp_path: Path) -> None:
+    history = await open_history(f"sqlite://{tmp_path}/history.db")
+    c1, c2 = (first_id_at(int(time.time() * 1000)) + i for i in range(2))
+    try:
+        flaky = FailingOnce(history, "delete_user")
+        records = records_of(
+            [("s", comment_payload(c1, "bob")), ("s", comment_payload(c2, "ann")), ("s", encode_purge("bob"))]
+        )
+        [plan] = plan_records(records)
+        writer = PlanWriter(flaky, plan)  # type: ignore[arg-type]
+        with pytest.raises(BackendUnavailable):
+            await writer.write()
+        assert await history.watermark("s") == -1  # nothing claimed while a step is missing
+        await writer.write()
+        assert flaky.calls == {"put_many": 1, "delete_user": 2, "set_watermarks": 1}
+        assert await history_rows(history, "s") == {c2: "ann"}
+        assert await history.watermark("s") == 2
+    finally:
+        await history.aclose()
 
 
 def persist(start: Start, log_url: str, history_url: str, group: str) -> LivechatProcess:

@@ -2,10 +2,12 @@
 
 Offsets are committed only after the worker's handler returned for the batch (``enable_auto_commit``
 off), so a worker killed at any point restarts from the last batch it finished and redoes at most
-the batch in hand. A handler retries its own failures (``Retrier``) and returns only when its work
-is done; the loop never skips a batch. A commit that fails because the partitions moved to another
-member (a rebalance) is dropped: the new owner redoes those records from the last commit. Any other
-failed commit is sent again with the next batch's (or at stop).
+the batch in hand. A handler may also ``checkpoint`` part of the batch (commit through it, retried
+until Kafka takes it) before going on, when redoing that part after later work would be wrong. A
+handler retries its own failures (``Retrier``) and returns only when its work is done; the loop
+never skips a batch. A commit that fails because the partitions moved to another member (a
+rebalance) is dropped: the new owner redoes those records from the last commit. Any other failed
+commit is sent again with the next batch's (or at stop).
 
 Lag (records between the worker's progress and the end of each assigned partition) is measured
 every ``LAG_INTERVAL_S`` by a separate task, so it keeps being reported while a handler waits for a
@@ -21,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.errors import (  # type: ignore[import-untyped]
     CommitFailedError,
     IllegalStateError,
@@ -42,14 +44,25 @@ from livechat.workers.settings import (
     MAX_BATCH_RECORDS,
     MAX_PARTITION_FETCH_BYTES,
     POLL_TIMEOUT_MS,
+    RETRY_MAX_S,
+    RETRY_MIN_S,
     SESSION_TIMEOUT_MS,
+    STOP_TIMEOUT_S,
 )
 
 log = logging.getLogger("livechat.workers")
 
+#: ``checkpoint(records)``: commit through these records of the batch in hand before going on.
+Checkpoint = Callable[[Sequence[Any]], Awaitable[None]]
 #: A worker's job for one batch: records of several partitions, each partition's in offset order.
-#: Returns when the work is done (retrying by itself); raises ``Stopped`` when asked to stop.
-BatchHandler = Callable[[Sequence[Any]], Awaitable[None]]
+#: Returns when the work is done (retrying by itself); raises ``Stopped`` when asked to stop, or
+#: lets ``PartitionsMoved`` from ``checkpoint`` through.
+BatchHandler = Callable[[Sequence[Any], Checkpoint], Awaitable[None]]
+
+
+class PartitionsMoved(Exception):
+    """A commit was refused: a rebalance gave the batch's partitions to another member."""
+
 
 _CONNECT_ERRORS = (BackendError, KafkaError, OSError, TimeoutError)
 
@@ -108,9 +121,13 @@ class GroupLoop:
             lag_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag_task
-            await self._commit()
+            # Bounded: with Kafka unreachable a commit would be retried for as long as it lasts.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await self._commit()
             with contextlib.suppress(Exception):
-                await consumer.stop()
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await consumer.stop()
             log.info("%s worker: stopped", self._metrics.worker, extra={"event": "worker_stopped"})
 
     async def _connect(self) -> Any:
@@ -163,26 +180,50 @@ class GroupLoop:
                 continue
             started = time.monotonic()
             records = [record for part in batch.values() for record in part]
-            await self._handler(records)
+            try:
+                await self._handler(records, self.checkpoint)
+            except PartitionsMoved:
+                # After a rebalance aiokafka fetches every partition it keeps from its committed
+                # offset again, so the rest of this batch comes back (here or to the new owner).
+                continue
             for tp, part in batch.items():
                 self._pending[tp] = self._progress[tp] = part[-1].offset + 1
             await self._commit()
             self._metrics.batch(len(records), time.monotonic() - started)
 
-    async def _commit(self, only: set[Any] | None = None) -> None:
+    async def checkpoint(self, records: Sequence[Any]) -> None:
+        """Commit through ``records`` (part of the batch in hand, whose work is done) before the
+        handler goes on; a failed commit is retried. Raises ``PartitionsMoved`` when a rebalance
+        took their partitions (the handler must stop: their new owner redoes them)."""
+        offsets: dict[Any, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        for tp, offset in offsets.items():
+            self._pending[tp] = self._progress[tp] = offset
+        delay = RETRY_MIN_S
+        while True:
+            outcome = await self._commit(set(offsets))
+            if outcome == "moved":
+                raise PartitionsMoved
+            if outcome == "ok":
+                return
+            await self._retrier.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _commit(self, only: set[Any] | None = None) -> str:
+        """Commit the pending offsets (of ``only``): "ok", "moved" (partitions taken by a
+        rebalance: dropped from pending) or "failed" (kept, sent again with the next commit)."""
         consumer = self._consumer
-        if consumer is None or not self._pending:
-            return
+        if consumer is None:
+            return "ok"
         assigned = consumer.assignment()
-        offsets = {
-            tp: offset
-            for tp, offset in self._pending.items()
-            if tp in assigned and (only is None or tp in only)
-        }
-        for tp in [tp for tp in self._pending if tp not in assigned]:
-            del self._pending[tp]  # moved to another member: its owner redoes them
+        moved = [tp for tp in self._pending if tp not in assigned]
+        for tp in moved:
+            del self._pending[tp]  # its new owner redoes what was not committed
+        offsets = {tp: o for tp, o in self._pending.items() if only is None or tp in only}
         if not offsets:
-            return
+            return "moved" if only is not None and any(tp not in assigned for tp in only) else "ok"
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
@@ -195,14 +236,15 @@ class GroupLoop:
             )
             for tp in offsets:
                 self._pending.pop(tp, None)
-            return
+            return "moved"
         except KafkaError as exc:
             self._metrics.retry("commit")
             log.warning("%s worker: commit failed (sent again later): %s", self._metrics.worker, exc)
-            return
+            return "failed"
         for tp, offset in offsets.items():
             if self._pending.get(tp) == offset:
                 del self._pending[tp]
+        return "ok"
 
     async def partitions_revoked(self, revoked: set[Any]) -> None:
         """Before a rebalance moves partitions: commit what this member finished of them."""

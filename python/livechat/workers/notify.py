@@ -41,7 +41,7 @@ from livechat.ports.errors import BackendError
 from livechat.ports.history import HistoryStore
 from livechat.ports.meta import MetaStore
 from livechat.protocol import EventKind, unpackb
-from livechat.workers.group import GroupLoop
+from livechat.workers.group import Checkpoint, GroupLoop
 from livechat.workers.metrics import WorkerMetrics
 from livechat.workers.retry import Retrier, Stopped
 from livechat.workers.settings import (
@@ -151,7 +151,7 @@ class NotifyWorker:
         # (stream, comment id) -> author, of the comments read lately.
         self._authors: collections.OrderedDict[tuple[str, int], str] = collections.OrderedDict()
 
-    async def handle(self, records: Sequence[Any]) -> None:
+    async def handle(self, records: Sequence[Any], checkpoint: Checkpoint) -> None:
         notes = await self.notifications(records)
         if notes:
             await self._produce(notes)

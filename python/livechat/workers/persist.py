@@ -7,15 +7,17 @@ batch of log records (several partitions, each in offset order):
    -> ``put_many`` (a comment id already stored, or deleted, writes nothing: the port's idempotency
    and "deletes win" rules), ``del`` -> ``delete``, ``purge`` -> ``delete_user``; every other event
    (ban, pin, modes, highlight...) has nothing to store here. Comments are put in one ``put_many``
-   per run of records between two purges: a delete may go after the puts (its tombstone blocks a
-   later put of the comment), but a purge must see exactly the user's comments logged before it.
+   per run of records up to a purge: a delete may go after the puts (its tombstone blocks a later
+   put of the comment), but a purge must see exactly the user's comments logged before it.
 2. ``PlanWriter`` runs the steps, then ``set_watermarks`` (stream -> offset of the stream's last
    record in the batch): a watermark only ever claims records whose writes returned. A step that
    fails (``BackendError``: Cassandra down, SQLite locked) is retried with backoff from that step
    on, never skipped, so the worker lags while a store is down and catches up after.
 3. ``GroupLoop`` commits the consumer offsets after that. A worker killed between the writes and
-   the commit redoes the batch: puts and deletes are idempotent. A purge replayed that way also
-   deletes comments the same user posted after it in that batch (``delete_user`` takes no bound).
+   the commit redoes the batch: puts and deletes are idempotent. A purge is not, once the same
+   user's later comments are stored (replayed, it would delete them and its tombstones would keep
+   them out), so a batch is split after each purge (``plan_records`` returns one plan per part)
+   and the offsets through the purge are committed (``checkpoint``) before the rest is written.
 
 A record that is not a well-formed event (not msgpack, no ``k``, a comment without an integer
 ``id``) is logged, counted as ``skipped`` and passed over: it can never be written.
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,7 +35,7 @@ from livechat.backends.kafka_connect import KafkaUrl
 from livechat.ports.errors import BackendError
 from livechat.ports.history import HistoryStore, StoredComment
 from livechat.protocol import EventKind, unpackb
-from livechat.workers.group import GroupLoop
+from livechat.workers.group import Checkpoint, GroupLoop
 from livechat.workers.metrics import WorkerMetrics
 from livechat.workers.retry import Retrier
 from livechat.workers.settings import DELETE_CONCURRENCY, MAX_BATCH_RECORDS, PERSIST_GROUP
@@ -74,6 +76,8 @@ class Plan:
 
     steps: list[Step]
     marks: dict[str, int]
+    # Log records the plan covers (consecutive in the batch).
+    records: int = 0
     comments: int = 0
     deletes: int = 0
     purges: int = 0
@@ -81,20 +85,32 @@ class Plan:
     skipped: int = 0
 
 
-def plan_records(records: Iterable[LogRecordLike]) -> Plan:
-    """The steps that copy ``records`` (each partition's in offset order) into history."""
-    steps: list[Step] = []
-    marks: dict[str, int] = {}
+def plan_records(records: Sequence[LogRecordLike]) -> list[Plan]:
+    """The plans that copy ``records`` (each partition's in offset order) into history: one per
+    run of records ending with a purge, then one for the rest (see the module docstring)."""
+    plans: list[Plan] = []
+    plan = Plan([], {})
     puts: list[StoredComment] = []
     dels: list[tuple[str, int]] = []
     seen: set[tuple[str, int]] = set()
-    plan = Plan(steps, marks)
-    for record in records:
+
+    def flush() -> None:
+        nonlocal puts, dels
+        if puts:
+            plan.steps.append(Step("put", comments=puts))
+            puts = []
+        if dels:
+            plan.steps.append(Step("delete", deletes=dels))
+            dels = []
+
+    for index, record in enumerate(records):
         offset = record.offset
+        plan.records += 1
         try:
             stream = record.key.decode() if record.key is not None else ""
             if not stream or record.value is None:
                 raise ValueError("no stream key or no value")
+            marks = plan.marks
             marks[stream] = max(offset, marks.get(stream, -1))
             # Decoding the whole map measured 0.76 µs for a 128 B comment against 2.2 µs for
             # reading only k, id and u with a streaming Unpacker.
@@ -115,15 +131,13 @@ def plan_records(records: Iterable[LogRecordLike]) -> Plan:
                 dels.append((stream, comment_id))
                 plan.deletes += 1
             elif kind == _PURGE:
-                # The user's comments logged before the purge must be stored first.
-                if puts:
-                    steps.append(Step("put", comments=puts))
-                    puts = []
-                if dels:
-                    steps.append(Step("delete", deletes=dels))
-                    dels = []
-                steps.append(Step("purge", purge=(stream, str(event["u"]))))
+                user = str(event["u"])
+                flush()  # the user's comments logged before the purge are stored first
+                plan.steps.append(Step("purge", purge=(stream, user)))
                 plan.purges += 1
+                if index + 1 < len(records):
+                    plans.append(plan)
+                    plan = Plan([], {})
             elif kind is None:
                 raise ValueError("no event kind")
             else:
@@ -131,11 +145,9 @@ def plan_records(records: Iterable[LogRecordLike]) -> Plan:
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             plan.skipped += 1
             log.warning("persist worker: skipping the record at offset %d: %s", offset, exc)
-    if puts:
-        steps.append(Step("put", comments=puts))
-    if dels:
-        steps.append(Step("delete", deletes=dels))
-    return plan
+    flush()
+    plans.append(plan)
+    return plans
 
 
 class PlanWriter:
@@ -184,11 +196,12 @@ async def _delete_all(history: HistoryStore, deletes: list[tuple[str, int]]) -> 
             raise result
 
 
-async def apply_records(history: HistoryStore, records: Iterable[LogRecordLike]) -> Plan:
+async def apply_records(history: HistoryStore, records: Sequence[LogRecordLike]) -> list[Plan]:
     """Copy ``records`` into ``history`` and advance its watermarks (one attempt: a failure raises)."""
-    plan = plan_records(records)
-    await PlanWriter(history, plan).write()
-    return plan
+    plans = plan_records(records)
+    for plan in plans:
+        await PlanWriter(history, plan).write()
+    return plans
 
 
 class PersistWorker:
@@ -199,10 +212,18 @@ class PersistWorker:
         self._metrics = metrics
         self._retrier = retrier
 
-    async def handle(self, records: Sequence[Any]) -> None:
-        plan = plan_records(records)
-        writer = PlanWriter(self._history, plan)
-        await self._retrier.run("history_write", writer.write, (BackendError,))
+    async def handle(self, records: Sequence[Any], checkpoint: Checkpoint) -> None:
+        plans = plan_records(records)
+        start = 0
+        for number, plan in enumerate(plans):
+            writer = PlanWriter(self._history, plan)
+            await self._retrier.run("history_write", writer.write, (BackendError,))
+            self._count(plan)
+            if number + 1 < len(plans):  # the plan ends with a purge: never redo it after what follows
+                await checkpoint(records[start : start + plan.records])
+            start += plan.records
+
+    def _count(self, plan: Plan) -> None:
         metrics = self._metrics
         metrics.event("comments", plan.comments)
         metrics.event("deletes", plan.deletes)

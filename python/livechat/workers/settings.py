@@ -27,6 +27,9 @@ FETCH_MAX_WAIT_MS: Final = 100
 SESSION_TIMEOUT_MS: Final = 6000
 HEARTBEAT_INTERVAL_MS: Final = 2000
 
+# At stop, the last commit and leaving the group get this long each.
+STOP_TIMEOUT_S: Final = 5.0
+
 # A failed store write / produce / commit is retried after a delay doubling between these.
 RETRY_MIN_S: Final = 0.1
 RETRY_MAX_S: Final = 5.0
