@@ -65,6 +65,7 @@ class Cluster:
         self.tmp = tmp
         tag = uuid.uuid4().hex[:10]
         self.topic = f"lc-cluster-{tag}"
+        self.notifications_topic = f"lc-notify-{tag}"
         self.keyspace = f"lc_cluster_{tag}"
         self.database = f"lc_cluster_{tag}"
         self.prefix = f"c{tag}:"
@@ -118,10 +119,18 @@ class Cluster:
 
     def persist_worker(self, name: str = "persist") -> Worker:
         worker = Worker(
-            ["persist", "--log", self.log_url, "--history", self.history_url],
+            ["persist", "--log", self.log_url, "--history", self.history_url, "--group", f"p-{self.topic}"],
             self.tmp / f"worker-{name}.log",
         ).start()
         self.workers.append(worker)
+        return worker
+
+    def notify_worker(self, webhook: str | None = None) -> Worker:
+        """`livechat worker notify` into this cluster's own topic (``notifications_topic``)."""
+        args = ["notify", "--log", self.log_url, "--meta", self.meta_url, "--history", self.history_url]
+        args += ["--group", f"n-{self.topic}", "--topic", self.notifications_topic]
+        worker = Worker([*args, *(("--webhook", webhook) if webhook else ())], self.tmp / "worker-notify.log")
+        self.workers.append(worker.start())
         return worker
 
     async def close(self) -> None:
@@ -134,7 +143,8 @@ class Cluster:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka_servers)
             await admin.start()
             try:
-                await admin.delete_topics([self.topic])
+                topics = set(await admin.list_topics())
+                await admin.delete_topics([t for t in (self.topic, self.notifications_topic) if t in topics])
             finally:
                 await admin.close()
         with contextlib.suppress(Exception):

@@ -9,6 +9,7 @@ cluster per module (starting Cassandra-backed edges costs seconds).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 from livechat.ids import MAX_NODE, NODE_BITS, SEQUENCE_BITS
 
-from tests.cluster.cluster_edges import Cluster, eventually, joined
+from tests.cluster.cluster_edges import PARTITIONS, Cluster, eventually, joined
+from tests.cluster.test_notify_worker import Webhook, read_topic
 from tests.service.serve_process import Client, ServeProcess
 
 
@@ -208,3 +210,27 @@ async def test_viewer_count_counts_users_and_heals_when_an_edge_dies(cluster: Cl
     await asyncio.gather(*(client.close() for client in (*tabs, *others)), return_exceptions=True)
     healed = await watcher.slot(stream, "n", lambda n: n["v"] == 1, timeout=20)
     assert healed["u"] >= 4, "unique viewers ever do not drop"
+
+
+async def test_mentions_of_a_real_user_reach_the_notifications_topic_and_the_webhook(
+    cluster: Cluster, edges: tuple[ServeProcess, ...]
+) -> None:
+    """An edge records every signed-in user it sees (the MetaStore's users table); the notify
+    worker resolves @mentions through it: a real user is notified, an unknown handle is not."""
+    stream = "mentions"
+    a, b, _ = edges
+    hook = Webhook(fail_first=1)
+    try:
+        cluster.notify_worker(hook.url)
+        await joined(b, stream, "mona", name="Mona")  # mona is a real user: she signed in
+        talker = await joined(a, stream, "tess", "moderator")
+        ack = await talker.call("post", stream=stream, text="hi @mona and @nobody", cmid="m1")
+        assert ack["t"] == "ack"
+        records = await read_topic(cluster.notifications_topic, PARTITIONS, want=1, timeout=30, settle=2)
+        found = [json.loads(r.value) for r in records]
+        assert [(n["user"], n["kind"], n["from"]) for n in found] == [("mona", "mention", "tess")]
+        assert int(found[0]["comment_id"]) == ack["id"]
+        posted = await eventually(lambda: asyncio.sleep(0, hook.received()), timeout=20, what="webhook POST")
+        assert [n["user"] for n in posted] == ["mona"]
+    finally:
+        hook.close()

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Final
 
 from livechat.auth import stronger
 from livechat.ids import id_timestamp_ms
 from livechat.ports.errors import BackendError
+from livechat.ports.meta import UserInfo
 from livechat.protocol import (
     ErrorCode,
     History,
@@ -38,12 +39,17 @@ from livechat.services.sessions import Member, Session, member_for
 
 log = logging.getLogger(__name__)
 
+#: Signed-in users whose record this process remembers having written (then it forgets them all).
+USERS_REMEMBERED: Final = 100_000
+
 
 class Membership:
     def __init__(self, ctx: ChatContext) -> None:
         self._ctx = ctx
         # Joins that subscribed a connection to a stream (a repeated join only resends a snapshot).
         self.joins = 0
+        # user id -> display name already written to the MetaStore by this process.
+        self._users_seen: dict[str, str | None] = {}
 
     async def _member(self, session: Session, room: Room) -> Member:
         principal = session.principal
@@ -59,7 +65,20 @@ class Membership:
             reputation = await meta.get_reputation(user)
             session.strikes = max(session.strikes, reputation.get(STRIKES))
             session.strikes_loaded = True
+        self._remember_user(user, principal.name)
         return member_for(stronger(role, stored_role), follow_since)
+
+    def _remember_user(self, user: str, name: str | None) -> None:
+        """Record a signed-in user (and their display name) once per process, in the background:
+        ``livechat worker notify`` resolves @mentions to users through this table."""
+        known = self._users_seen
+        if known.get(user, "") == name:
+            return
+        if len(known) >= USERS_REMEMBERED:
+            known.clear()  # a bound on memory; a user seen again is written again
+        known[user] = name
+        info = UserInfo(user, name or user, self._ctx.clock.time())
+        self._ctx.background.spawn(self._ctx.meta.upsert_user(info), "record user")
 
     async def join(self, session: Session, msg: Join) -> None:
         ctx = self._ctx
