@@ -55,6 +55,7 @@ from livechat.backends.kafka_dedupe import Key, LocalWindow, Original, Pending, 
 from livechat.backends.kafka_topic import TopicInfo, ensure_topic
 from livechat.ports.comment_log import LogAppend, LogEntry, LogRecord
 from livechat.ports.errors import BackendError, BackendUnavailable, ClosedError
+from livechat.tracing import TRACEPARENT
 
 log = logging.getLogger("livechat.backends.kafka")
 
@@ -104,12 +105,15 @@ async def start_producer(url: KafkaUrl) -> Any:
 def record_from(msg: Any, stream: str) -> LogRecord:
     """A LogRecord from an aiokafka ConsumerRecord of ``stream``."""
     cmid = origin = None
+    trace: bytes | None = None
     for name, value in msg.headers:
         if name == HEADER_CMID:
             cmid = value.decode()
         elif name == HEADER_ORIGIN:
             origin = value.decode()
-    return LogRecord(stream, msg.offset, msg.value, cmid, msg.timestamp / 1000, origin)
+        elif name == TRACEPARENT:
+            trace = value
+    return LogRecord(stream, msg.offset, msg.value, cmid, msg.timestamp / 1000, origin, trace)
 
 
 def consumer_for(url: KafkaUrl, client_id: str) -> Any:
@@ -656,6 +660,8 @@ def _headers(entry: LogEntry) -> list[tuple[str, bytes]]:
         headers.append((HEADER_ORIGIN, entry.origin.encode()))
     if entry.client_msg_id is not None:
         headers.append((HEADER_CMID, entry.client_msg_id.encode()))
+    if entry.trace is not None:
+        headers.append((TRACEPARENT, entry.trace))
     return headers
 
 

@@ -259,6 +259,9 @@ class OpsConfig:
     # up to the 1M idempotency entries while the loop waits: `python -m bench.service --only
     # throughput` gave 26-29k comments/s, p99 post->ack ~200 ms by default; 35.6k/s, 46 ms with these.
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 10)
+    # OpenTelemetry traces of each comment (post -> ack -> delivery -> persist, see
+    # ``livechat.tracing``): "off", "console" (spans printed) or "otlp" (OTEL_EXPORTER_OTLP_* settings).
+    tracing: Literal["off", "console", "otlp"] = "off"
 
 
 # --- the whole process -------------------------------------------------------------------------

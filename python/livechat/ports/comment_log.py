@@ -28,6 +28,9 @@ class LogRecord:
     # Id of the edge that appended it (``None`` when the appender gave none): a follower's handler
     # skips the records its own edge already applied.
     origin: str | None = None
+    # W3C ``traceparent`` of the post that wrote it, when traced (``livechat.tracing``); backends
+    # that cannot carry it give None.
+    trace: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,8 @@ class LogEntry:
     client_msg_id: str | None = None
     # The appending edge's id, stored with the record (``LogRecord.origin``).
     origin: str | None = None
+    # Trace context to carry with the record (``LogRecord.trace``), when traced.
+    trace: bytes | None = None
 
 
 class CommentLog(Protocol):

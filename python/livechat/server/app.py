@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from livechat import _edge
+from livechat import _edge, tracing
 from livechat.backends import Backends, open_backends, open_log_follower
 from livechat.config import ChatConfig, LiveChatConfig
 from livechat.ports.log_follower import LogFollower
@@ -94,6 +94,8 @@ class LiveChatServer:
 
     async def start(self) -> int:
         """Open the backends, start the services, then the edge (so no event precedes them)."""
+        if self.config.ops.tracing != "off":
+            tracing.configure(self.config.ops.tracing, f"livechat-edge-{self.edge_id}")
         self.backends = await open_backends(self.config.backends, self.edge_id)
         b = self.backends
         broker = self.measured_broker = MeasuredBroker(b.broker)

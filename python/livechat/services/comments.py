@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from livechat import tracing
 from livechat.ids import id_timestamp_ms
 from livechat.ports.comment_log import LogEntry
 from livechat.ports.errors import BackendError
@@ -70,6 +71,8 @@ class PendingComment:
     slow_s: int
     # (conn, rid, cmid) of the post and of reposts that arrived before it was stored.
     replies: list[tuple[int, int | None, str]] = field(default_factory=list)
+    # When it was admitted (ns since the epoch), only while tracing (``livechat.tracing``).
+    admitted_ns: int = 0
 
 
 @dataclass(slots=True)
@@ -352,6 +355,7 @@ class CommentPipeline:
                 candidate.rank,
                 room.modes.slow_seconds if room is not None else 0,
                 candidate.replies,
+                tracing.now_ns(),
             )
             self._pending.append(pending)
             self._unacked[candidate.key] = pending
@@ -370,11 +374,18 @@ class CommentPipeline:
                 return
         shared = ctx.shared_log
         logged = [p for p in batch if not (shared and p.shadow)]
+        spans = [tracing.start_post(p.stream, p.comment_id, p.admitted_ns) for p in logged]
+        append_ns = tracing.now_ns()
         try:
             appended = await ctx.log.append_many(
-                [LogEntry(p.stream, p.payload, p.key, ctx.edge_id) for p in logged]
+                [
+                    LogEntry(p.stream, p.payload, p.key, ctx.edge_id, tracing.traceparent(span))
+                    for p, span in zip(logged, spans, strict=True)
+                ]
             )
         except BackendError as exc:
+            for span in spans:
+                tracing.end(span)
             log.warning("comment log append of %d comments failed: %s", len(batch), exc)
             for pending in batch:
                 self._unacked.pop(pending.key, None)
@@ -418,6 +429,11 @@ class CommentPipeline:
         finally:
             if acks:
                 ctx.outbox.send_batch(acks)
+            if append_ns:
+                acked_ns = tracing.now_ns()
+                for span in spans:
+                    tracing.child("comment.append", span, append_ns, acked_ns)
+                    tracing.end(span)
         shown = [p for p in stored if not p.shadow]
         self._hide(p for p in stored if p.shadow)
         if shared:

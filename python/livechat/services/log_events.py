@@ -21,6 +21,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from livechat import tracing
 from livechat.ports.comment_log import LogRecord
 from livechat.protocol import EventKind, unpackb
 from livechat.services.context import ChatContext
@@ -46,6 +47,7 @@ class LogEvents:
         own = ctx.edge_id
         shared_counts = ctx.engagement.shared
         posts: list[StoredPost] = []
+        started = tracing.now_ns()
         for record in records:
             room = ctx.rooms.get(record.stream)
             if room is None:
@@ -78,3 +80,5 @@ class LogEvents:
                 log.warning("skipping a log record of %s at %d: %s", record.stream, record.offset, exc)
         if posts:
             self._delivery.deliver_many(posts)
+        if started:
+            tracing.record_spans("comment.deliver", [r.trace for r in records], started)

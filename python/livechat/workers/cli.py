@@ -110,6 +110,10 @@ def run_worker(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(f"worker {args.worker}", exc)
     _configure_logs(config)
+    if config.ops.tracing != "off":
+        from livechat import tracing
+
+        tracing.configure(config.ops.tracing, f"livechat-worker-{args.worker}")
     backends = config.backends
     log_url = backends.log
     if not log_url or not log_url.lower().startswith("kafka://"):

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from livechat import tracing
 from livechat.backends.kafka_connect import KafkaUrl
 from livechat.ports.errors import BackendError
 from livechat.ports.history import HistoryStore, StoredComment
@@ -204,6 +205,13 @@ async def apply_records(history: HistoryStore, records: Sequence[LogRecordLike])
     return plans
 
 
+def _traceparent(record: Any) -> bytes | None:
+    for name, value in record.headers or ():
+        if name == tracing.TRACEPARENT:
+            return bytes(value)
+    return None
+
+
 class PersistWorker:
     """The batch handler of ``livechat worker persist`` (see the module docstring)."""
 
@@ -217,7 +225,11 @@ class PersistWorker:
         start = 0
         for number, plan in enumerate(plans):
             writer = PlanWriter(self._history, plan)
+            started = tracing.now_ns()
             await self._retrier.run("history_write", writer.write, (BackendError,))
+            if started:
+                traced = records[start : start + plan.records]
+                tracing.record_spans("comment.persist", [_traceparent(r) for r in traced], started)
             self._count(plan)
             if number + 1 < len(plans):  # the plan ends with a purge: never redo it after what follows
                 await checkpoint(records[start : start + plan.records])
