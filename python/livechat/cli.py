@@ -14,128 +14,36 @@ import signal
 import sys
 import threading
 import time
-import typing
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
+from livechat.cli_options import (
+    EDGE_FLAGS,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    LOG_FLAGS,
+    MIGRATE_FLAGS,
+    ROLES,
+    SERVE_FLAGS,
+    Flag,
+    add_config_options,
+    add_flags,
+    configure_logs,
+    fail,
+    flag_values,
+)
 from livechat.config import ConfigError, LiveChatConfig, Resolved, config_fields, resolve, to_toml
-
-EXIT_OK: Final = 0
-EXIT_PROBLEMS: Final = 1
-EXIT_USAGE: Final = 2
-ROLES: Final = ("viewer", "moderator", "broadcaster")
-
-
-@dataclass(frozen=True, slots=True)
-class Flag:
-    """A command-line option that sets one configuration field."""
-
-    flag: str
-    path: str
-    help: str = ""
-    metavar: str = "N"
-
-
-EDGE_FLAGS: Final = (
-    Flag("--host", "edge.host", metavar="ADDR"),
-    Flag("--port", "edge.port", metavar="PORT"),
-    *(
-        Flag("--" + name.replace("_", "-"), "edge." + name)
-        for name in (
-            "io_threads",
-            "max_connections",
-            "max_message_bytes",
-            "send_queue_soft_bytes",
-            "send_queue_hard_bytes",
-            "tick_min_ms",
-            "tick_max_ms",
-            "deflate",
-            "deflate_min_bytes",
-        )
-    ),
-)
-SERVE_FLAGS: Final = (
-    Flag("--data-dir", "backends.data_dir", "SQLite files and the development secret live here", "DIR"),
-    Flag("--broker", "backends.broker", "memory:// or redis://host:port", "URL"),
-    Flag("--registry", "backends.registry", "memory:// or redis://host:port", "URL"),
-    Flag("--edge-id", "edge_id", "this edge's name among others (default: random per start)", "ID"),
-    Flag("--admin", "ops.admin_enabled", "serve /metrics, /healthz, /readyz"),
-    Flag("--admin-host", "ops.admin_host", "admin server address (keep it private: no auth)", "ADDR"),
-    Flag("--admin-port", "ops.admin_port", "admin server port (0: any free port, logged)", "PORT"),
-)
-LOG_FLAGS: Final = (
-    Flag("--log-format", "ops.log_format", "json: one JSON object per line; plain: readable lines"),
-    Flag("--log-level", "ops.log_level"),
-)
-MIGRATE_FLAGS: Final = (
-    Flag("--meta", "backends.meta", "the meta store to migrate (default: SQLite under data_dir)", "URL"),
-    SERVE_FLAGS[0],
-)
-
-
-def _add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
-    fields = config_fields()
-    for spec in flags:
-        info = fields[spec.path]
-        default = info.default
-        text = f"{spec.help} " if spec.help else ""
-        help_text = f"{text}[{spec.path}; default: {default}]"
-        kwargs: dict[str, Any] = {"dest": spec.path, "default": argparse.SUPPRESS, "help": help_text}
-        hint = info.hint
-        if hint is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(hint) is typing.Literal:
-            kwargs["choices"] = typing.get_args(hint)
-        else:
-            kwargs["metavar"] = spec.metavar
-            if hint in (int, float):
-                kwargs["type"] = hint
-        parser.add_argument(spec.flag, **kwargs)
-
-
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        default=None,
-        help="TOML configuration file (default: $LIVECHAT_CONFIG, else none); keys in docs/configuration.md",
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="PATH=VALUE",
-        help="set any field, e.g. chat.node_id=2 or chat.moderation.blocked_terms='[\"spam\"]' "
-        "(repeatable; wins over the file, the environment and the other flags)",
-    )
-
-
-def _flag_values(args: argparse.Namespace, flags: Sequence[Flag]) -> dict[str, tuple[Any, str]]:
-    given = vars(args)
-    return {spec.path: (given[spec.path], spec.flag) for spec in flags if spec.path in given}
 
 
 def _resolve(args: argparse.Namespace, flags: Sequence[Flag], mode: str) -> Resolved:
     from livechat.config.check import problems
 
-    resolved = resolve(args.config, None, _flag_values(args, flags), args.set, fixed={"edge.mode": mode})
+    resolved = resolve(args.config, None, flag_values(args, flags), args.set, fixed={"edge.mode": mode})
     found = problems(resolved.config)
     if found:
         raise ConfigError(found)
     return resolved
-
-
-def _fail(command: str, error: ConfigError) -> int:
-    for problem in error.problems:
-        print(f"livechat {command}: {problem}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _configure_logs(config: LiveChatConfig) -> None:
-    from livechat.logs import configure
-
-    configure(config.ops.log_format, config.ops.log_level)
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -146,8 +54,8 @@ def _run_bare_edge(args: argparse.Namespace, mode: str) -> int:
     try:
         config = _resolve(args, EDGE_FLAGS + LOG_FLAGS, mode).config
     except ConfigError as exc:
-        return _fail(mode, exc)
-    _configure_logs(config)
+        return fail(mode, exc)
+    configure_logs(config)
     from livechat._edge import Edge
 
     edge = Edge(config.edge.to_core())
@@ -172,8 +80,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         config = _resolve(args, EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS, "app").config
     except ConfigError as exc:
-        return _fail("serve", exc)
-    _configure_logs(config)
+        return fail("serve", exc)
+    configure_logs(config)
     log = logging.getLogger("livechat.cli")
     config = with_dev_secret(config)
 
@@ -213,7 +121,7 @@ def _token(args: argparse.Namespace) -> int:
     try:
         config = _resolve(args, SERVE_FLAGS[:1], "app").config
     except ConfigError as exc:
-        return _fail("token", exc)
+        return fail("token", exc)
     auth = config.chat.auth
     if "HS256" not in auth.algorithms:
         print(
@@ -264,7 +172,7 @@ def _check_config(args: argparse.Namespace) -> int:
     flags = EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS
     mode = {"serve": "app", "echo": "echo", "fanout": "fanout"}[args.command_for]
     try:
-        resolved = resolve(args.config, None, _flag_values(args, flags), args.set, fixed={"edge.mode": mode})
+        resolved = resolve(args.config, None, flag_values(args, flags), args.set, fixed={"edge.mode": mode})
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -300,9 +208,9 @@ def _migrate(args: argparse.Namespace) -> int:
     from livechat.ports.errors import BackendError, ConfigurationError
 
     try:
-        config = resolve(args.config, None, _flag_values(args, MIGRATE_FLAGS), args.set).config
+        config = resolve(args.config, None, flag_values(args, MIGRATE_FLAGS), args.set).config
     except ConfigError as exc:
-        return _fail("migrate", exc)
+        return fail("migrate", exc)
     url = config.backends.meta or config.backends.sqlite_url()
     try:
         applied = asyncio.run(migrate(url))
@@ -332,16 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve live comments: the WebSocket edge, the chat services, the admin server "
         "(/metrics, /healthz, /readyz). SIGTERM drains: /readyz 503, then close 1001 after flushing.",
     )
-    _add_config_options(serve)
-    _add_flags(serve, EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS)
+    add_config_options(serve)
+    add_flags(serve, EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS)
 
     echo = sub.add_parser(
         "echo",
         help="echo every message (the Autobahn testee)",
         description="Echo every message back (RFC 6455 conformance testing). Reads [edge] of --config.",
     )
-    _add_config_options(echo)
-    _add_flags(echo, EDGE_FLAGS + LOG_FLAGS)
+    add_config_options(echo)
+    add_flags(echo, EDGE_FLAGS + LOG_FLAGS)
 
     fanout = sub.add_parser(
         "fanout",
@@ -349,8 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark mode: every connection joins edge.fanout_stream and every message is "
         "published to it. Reads [edge] of --config.",
     )
-    _add_config_options(fanout)
-    _add_flags(fanout, EDGE_FLAGS + LOG_FLAGS)
+    add_config_options(fanout)
+    add_flags(fanout, EDGE_FLAGS + LOG_FLAGS)
 
     token = sub.add_parser(
         "token",
@@ -377,8 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"lifetime [ops.dev_token_ttl_s; default: {ttl_default}]",
     )
-    _add_config_options(token)
-    _add_flags(token, SERVE_FLAGS[:1])
+    add_config_options(token)
+    add_flags(token, SERVE_FLAGS[:1])
 
     check = sub.add_parser(
         "check-config",
@@ -397,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--connect", action="store_true", help="also open every backend (Redis, SQLite…) and close it again"
     )
-    _add_config_options(check)
-    _add_flags(check, EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS)
+    add_config_options(check)
+    add_flags(check, EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS)
 
     migrate = sub.add_parser(
         "migrate",
@@ -407,8 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
         "SQL migration in one transaction under an advisory lock, so concurrent runs are safe; a "
         "second run applies nothing. SQLite stores need no step (their schema is made on open).",
     )
-    _add_config_options(migrate)
-    _add_flags(migrate, MIGRATE_FLAGS)
+    add_config_options(migrate)
+    add_flags(migrate, MIGRATE_FLAGS)
 
     from livechat.workers.cli import add_worker_parser
 

@@ -26,7 +26,7 @@ EXIT_USAGE: Final = 2
 
 
 def _flags() -> dict[str, Any]:
-    from livechat.cli import Flag
+    from livechat.cli_options import Flag
 
     return {
         "log": Flag("--log", "backends.log", "the comment log, kafka://host:port/topic?partitions=N", "URL"),
@@ -38,10 +38,10 @@ def _flags() -> dict[str, Any]:
 
 
 def _common(parser: argparse.ArgumentParser, group: str) -> None:
-    from livechat.cli import LOG_FLAGS, SERVE_FLAGS, _add_config_options, _add_flags
+    from livechat.cli_options import LOG_FLAGS, SERVE_FLAGS, add_config_options, add_flags
 
-    _add_config_options(parser)
-    _add_flags(parser, (SERVE_FLAGS[0], *LOG_FLAGS))
+    add_config_options(parser)
+    add_flags(parser, (SERVE_FLAGS[0], *LOG_FLAGS))
     parser.add_argument("--group", default=group, metavar="NAME", help=f"consumer group (default: {group})")
     parser.add_argument(
         "--metrics-port",
@@ -57,7 +57,7 @@ def _common(parser: argparse.ArgumentParser, group: str) -> None:
 
 def add_worker_parser(sub: Any) -> None:
     """Add ``worker persist`` and ``worker notify`` to the ``livechat`` subcommands."""
-    from livechat.cli import _add_flags
+    from livechat.cli_options import add_flags
 
     flags = _flags()
     worker = sub.add_parser(
@@ -74,7 +74,7 @@ def add_worker_parser(sub: Any) -> None:
         "then advance history's per-stream watermarks, then commit. A store that is down is "
         "retried with backoff: the worker lags and catches up, nothing is skipped.",
     )
-    _add_flags(persist, (flags["log"], flags["history"]))
+    add_flags(persist, (flags["log"], flags["history"]))
     _common(persist, PERSIST_GROUP)
     notify = kinds.add_parser(
         "notify",
@@ -83,7 +83,7 @@ def add_worker_parser(sub: Any) -> None:
         "replied-to author (history), produce a notification per user to the notifications topic "
         "and POST it to the webhook (retried with backoff), then commit.",
     )
-    _add_flags(notify, (flags["log"], flags["meta"], flags["history"]))
+    add_flags(notify, (flags["log"], flags["meta"], flags["history"]))
     _common(notify, NOTIFY_GROUP)
     notify.add_argument(
         "--topic",
@@ -98,18 +98,18 @@ def run_worker(args: argparse.Namespace) -> int:
     """Run the worker ``args.worker`` until SIGTERM/SIGINT."""
     import uvloop
 
-    from livechat.cli import LOG_FLAGS, SERVE_FLAGS, _configure_logs, _fail, _flag_values
+    from livechat.cli_options import LOG_FLAGS, SERVE_FLAGS, configure_logs, fail, flag_values
     from livechat.config import ConfigError, resolve
 
     flags = _flags()
     own = [flags["log"], flags["history"]] + ([flags["meta"]] if args.worker == "notify" else [])
     try:
         config = resolve(
-            args.config, None, _flag_values(args, [*own, SERVE_FLAGS[0], *LOG_FLAGS]), args.set
+            args.config, None, flag_values(args, [*own, SERVE_FLAGS[0], *LOG_FLAGS]), args.set
         ).config
     except ConfigError as exc:
-        return _fail(f"worker {args.worker}", exc)
-    _configure_logs(config)
+        return fail(f"worker {args.worker}", exc)
+    configure_logs(config)
     if config.ops.tracing != "off":
         from livechat import tracing
 
