@@ -13,81 +13,10 @@ SQLite needs no step: its schema is created when the store opens, so ``migrate``
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from typing import TYPE_CHECKING, Any, Final
-
+from livechat.backends.postgres_migrations import apply_postgres, migrations, missing_versions
 from livechat.ports.errors import ConfigurationError
 
-if TYPE_CHECKING:
-    from livechat.backends.postgres_meta import PostgresUrl
-
-MIGRATIONS_PACKAGE: Final = "livechat.backends.migrations.postgres"
-# pg_advisory_xact_lock key: any constant the application owns; "lcmigrat" read as a 64-bit int.
-ADVISORY_LOCK_KEY: Final = int.from_bytes(b"lcmigrat", "big") - (1 << 63)
-_FILE_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-_CREATE_TABLE: Final = """CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    text PRIMARY KEY,
-    applied_at timestamptz NOT NULL DEFAULT now())"""
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: str
-    sql: str
-
-
-@cache
-def migrations() -> tuple[Migration, ...]:
-    """Every shipped migration, in the order it must be applied."""
-    found: dict[int, Migration] = {}
-    for entry in resources.files(MIGRATIONS_PACKAGE).iterdir():
-        match = _FILE_NAME.match(entry.name)
-        if match is None:
-            continue
-        number = int(match.group(1))
-        if number in found:
-            raise ConfigurationError(f"two migrations numbered {match.group(1)}: {entry.name}")
-        found[number] = Migration(entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8"))
-    return tuple(found[n] for n in sorted(found))
-
-
-async def missing_versions(conn: Any) -> list[str]:
-    """Shipped versions the database has not applied (all of them on an empty database)."""
-    known = [m.version for m in migrations()]
-    if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
-        return known
-    applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-    return [v for v in known if v not in applied]
-
-
-async def apply_postgres(conn: Any) -> list[str]:
-    """Apply every missing migration on ``conn`` under the advisory lock; returns their versions."""
-    applied: list[str] = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK_KEY)
-        await conn.execute(_CREATE_TABLE)
-        missing = set(await missing_versions(conn))
-        for migration in migrations():
-            if migration.version in missing:
-                await conn.execute(migration.sql)
-                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", migration.version)
-                applied.append(migration.version)
-    return applied
-
-
-async def migrate_postgres(url: PostgresUrl) -> list[str]:
-    from livechat.backends import postgres_meta
-
-    conn = await postgres_meta.connect(url)
-    try:
-        return await apply_postgres(conn)
-    except postgres_meta.ERRORS as exc:
-        raise postgres_meta.translate(exc, "migrate") from exc
-    finally:
-        await conn.close()
+__all__ = ["apply_postgres", "migrate", "migrations", "missing_versions"]
 
 
 async def migrate(url: str) -> list[str]:
@@ -97,7 +26,7 @@ async def migrate(url: str) -> list[str]:
     scheme = url.partition("://")[0].lower()
     if scheme in ("postgresql", "postgres"):
         try:
-            from livechat.backends.postgres_meta import PostgresUrl
+            from livechat.backends.postgres_meta import PostgresUrl, migrate_postgres
         except ImportError as exc:
             raise ConfigurationError(
                 f"postgresql:// needs its driver ({exc.name}): pip install 'livechat[cluster]'"

@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-from livechat import migrate
+from livechat.backends.postgres_migrations import apply_postgres, missing_versions
 from livechat.ports.errors import BackendError, BackendUnavailable, ClosedError, ConfigurationError
 from livechat.ports.meta import (
     GLOBAL_STREAM,
@@ -201,7 +201,7 @@ class PostgresMetaStore:
         the URL is wrong or the schema is behind."""
         parsed = PostgresUrl.parse(url)
         if parsed.migrate == "auto":
-            await migrate.migrate_postgres(parsed)
+            await migrate_postgres(parsed)
         try:
             pool = await asyncpg.create_pool(
                 parsed.dsn,
@@ -215,7 +215,7 @@ class PostgresMetaStore:
             raise translate(exc, "open meta store") from exc
         store = cls(pool, parsed)
         try:
-            missing = await store._call(migrate.missing_versions, retry=True)
+            missing = await store._call(missing_versions, retry=True)
         except BaseException:
             await store.aclose()
             raise
@@ -670,3 +670,14 @@ if TYPE_CHECKING:
 
     def _check(b: PostgresMetaStore) -> MetaStore:
         return b
+
+
+async def migrate_postgres(url: PostgresUrl) -> list[str]:
+    """Apply the pending migrations at ``url`` (one connection, closed after)."""
+    conn = await connect(url)
+    try:
+        return await apply_postgres(conn)
+    except ERRORS as exc:
+        raise translate(exc, "migrate") from exc
+    finally:
+        await conn.close()
