@@ -31,7 +31,7 @@ struct Edge {
 
 impl Edge {
     fn core(&self) -> PyResult<Arc<server::Edge>> {
-        server::shared::lock(&self.running).clone().ok_or_else(|| PyRuntimeError::new_err("edge is not started"))
+        server::sync::lock(&self.running).clone().ok_or_else(|| PyRuntimeError::new_err("edge is not started"))
     }
 }
 
@@ -62,7 +62,7 @@ impl Edge {
     }
 
     fn start(&self, py: Python<'_>) -> PyResult<u16> {
-        let mut running = server::shared::lock(&self.running);
+        let mut running = server::sync::lock(&self.running);
         if running.is_some() {
             return Err(PyRuntimeError::new_err("edge already started"));
         }
@@ -169,7 +169,7 @@ impl Edge {
 
     #[pyo3(signature = (drain_timeout_ms = 5000))]
     fn stop(&self, py: Python<'_>, drain_timeout_ms: u64) {
-        let core = server::shared::lock(&self.running).take();
+        let core = server::sync::lock(&self.running).take();
         if let Some(core) = core {
             py.detach(|| core.stop(Duration::from_millis(drain_timeout_ms)));
         }

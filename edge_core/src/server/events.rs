@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 use super::conn_id::ConnId;
-use super::shared::lock;
+use super::sync::lock;
 
 /// An inbound event for Python.
 #[derive(Debug)]

@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::conn_id::ConnId;
-use super::shared::lock;
 use super::stats::ThreadStats;
+use super::sync::lock;
 use crate::fanout::tick::SharedFrame;
 
 /// A command for one I/O thread.

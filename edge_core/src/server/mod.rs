@@ -7,6 +7,7 @@ pub mod link;
 pub mod shared;
 pub mod sink;
 pub mod stats;
+pub mod sync;
 pub mod worker;
 
 use std::io;
@@ -26,8 +27,9 @@ pub use conn_id::ConnId;
 pub use events::Event;
 use events::EventSink;
 use link::{Cmd, WorkerLink};
-use shared::{lock, Shared};
+use shared::Shared;
 pub use stats::Counters;
+use sync::lock;
 
 fn bind(addr: SocketAddr, settings: &Settings) -> io::Result<std::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use super::conn_id::ConnId;
 use super::events::EventSink;
 use super::link::WorkerLink;
+use super::sync::lock;
 use crate::fanout::hub::HubState;
 use crate::settings::Settings;
 
@@ -47,9 +48,4 @@ impl Shared {
     pub fn worker_of(&self, id: ConnId) -> Option<&WorkerLink> {
         self.workers.get(id.thread())
     }
-}
-
-/// Lock, ignoring poisoning: every guarded structure stays consistent between statements.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::messages::{OnMessage, Out};
+use super::handler::{OnMessage, Out};
 use crate::proto::deflate::DeflaterSet;
 use crate::proto::frame::{self, OP_BINARY, OP_TEXT};
 use crate::server::shared::Shared;

@@ -8,29 +8,12 @@
 use std::sync::Arc;
 
 use super::bench_modes::{Echo, Fanout};
+use super::handler::{OnMessage, Out};
 use crate::proto::frame::{self, OP_BINARY};
 use crate::proto::{codes, msgpack};
-use crate::server::conn_id::ConnId;
 use crate::server::events::Event;
 use crate::server::shared::Shared;
 use crate::settings::Mode;
-
-/// Where a handler's output goes, for one connection's read.
-pub(super) struct Out<'a> {
-    pub id: ConnId,
-    /// Frames to queue on the connection after this read.
-    pub replies: &'a mut Vec<u8>,
-    /// Events for Python, pushed once per loop pass.
-    pub events: &'a mut Vec<Event>,
-    /// The connection's permessage-deflate window for what it is sent, if it negotiated one.
-    pub reply_window: Option<u8>,
-}
-
-pub(super) trait OnMessage {
-    /// One whole data message (reassembled, inflated, text checked as UTF-8) from an open
-    /// connection.
-    fn on_message(&mut self, out: &mut Out<'_>, data: &[u8], text: bool);
-}
 
 /// The worker's message handler.
 pub(super) enum Messages {

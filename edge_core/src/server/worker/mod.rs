@@ -14,6 +14,7 @@ mod accept;
 mod bench_modes;
 mod closing;
 mod commands;
+mod handler;
 mod messages;
 mod read;
 mod subscriptions;

@@ -3,7 +3,8 @@
 
 use std::io::{self, Read};
 
-use super::messages::{Messages, OnMessage, Out};
+use super::handler::{OnMessage, Out};
+use super::messages::Messages;
 use super::{Ctx, Worker};
 use crate::proto::codec::{self, Incoming, RxConfig};
 use crate::proto::frame::{self, OP_CLOSE, OP_PONG};
