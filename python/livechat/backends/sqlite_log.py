@@ -229,6 +229,16 @@ class SqliteCommentLog:
             (now - self._retention,),
         )
 
+    async def streams_after(self, offset: int) -> list[str]:
+        """Streams with records above ``offset`` (any stream's): where a replay has work."""
+        self._check_open()
+
+        def run(conn: Connection) -> list[str]:
+            rows = conn.execute("SELECT DISTINCT stream FROM log_records WHERE seq > ?", (offset,))
+            return [row[0] for row in rows]
+
+        return await self._db.read(run)
+
     async def read(self, stream: str, after_offset: int, limit: int) -> list[LogRecord]:
         self._check_open()
         if limit <= 0:

@@ -17,10 +17,12 @@ from typing import Any
 
 from livechat import _edge, tracing
 from livechat.backends import Backends, open_backends, open_log_follower
+from livechat.backends.sqlite_log import SqliteCommentLog
 from livechat.config import ChatConfig, LiveChatConfig
 from livechat.ports.log_follower import LogFollower
 from livechat.server.admin import AdminServer, Health
 from livechat.server.broker_timing import MeasuredBroker
+from livechat.server.log_replay import replay_into_history
 from livechat.server.node_lease import NodeLease
 from livechat.services import ChatService, RemoteEvents
 
@@ -98,6 +100,10 @@ class LiveChatServer:
             tracing.configure(self.config.ops.tracing, f"livechat-edge-{self.edge_id}")
         self.backends = await open_backends(self.config.backends, self.edge_id)
         b = self.backends
+        if isinstance(b.log, SqliteCommentLog):
+            # Before any connection: history holds every comment the log acked (a crash between
+            # an ack and its history write is repaired here).
+            await replay_into_history(b.log, b.history)
         broker = self.measured_broker = MeasuredBroker(b.broker)
         log_url = self.config.backends.log or ""
         if log_url.startswith("kafka://"):

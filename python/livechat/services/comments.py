@@ -373,7 +373,9 @@ class CommentPipeline:
             if not batch:
                 return
         shared = ctx.shared_log
-        logged = [p for p in batch if not (shared and p.shadow)]
+        # A shadow-banned comment stays out of the log (a log replayed into history, or followed
+        # by other edges, would show it): it is acked and shown to its author from this edge alone.
+        logged = [p for p in batch if not p.shadow]
         spans = [tracing.start_post(p.stream, p.comment_id, p.admitted_ns) for p in logged]
         append_ns = tracing.now_ns()
         try:
@@ -418,7 +420,17 @@ class CommentPipeline:
         # Issued now and awaited after the acks (the log holds the batch: an ack means stored). The
         # task queues the write before this loop reads anything a client sends after its ack, so on
         # the embedded store (one worker running jobs in call order) a read caused by an ack sees it.
-        history_put = asyncio.ensure_future(self._put_history(visible)) if visible else None
+        # History follows the log: the watermark says up to which offset (per stream) it holds the
+        # log's comments, so a restart replays only what a crash left out (server/log_replay.py).
+        marks: dict[str, int] = {}
+        if not shared:
+            for pending in stored:
+                result = results.get(id(pending))
+                if result is not None:
+                    marks[pending.stream] = max(marks.get(pending.stream, -1), result.offset)
+        history_put = (
+            asyncio.ensure_future(self._put_history(visible, marks)) if visible or marks else None
+        )
         now = ctx.clock.monotonic()
         # All acks of the batch leave in one call before the fan-out work (per connection in post
         # order); then delivery on this edge (``livechat.services.delivery``).
@@ -468,9 +480,12 @@ class CommentPipeline:
                 self._ctx.reply_error(conn, ProtocolError(code, message, rid, cmid=cmid, **extra))
         return kept
 
-    async def _put_history(self, visible: list[StoredComment]) -> None:
+    async def _put_history(self, visible: list[StoredComment], marks: dict[str, int]) -> None:
         try:
-            await self._ctx.history.put_many(visible)
+            if visible:
+                await self._ctx.history.put_many(visible)
+            if marks:
+                await self._ctx.history.set_watermarks(marks)
         except BackendError as exc:
             # The log holds them; history is rebuilt from it. Acks still mean "stored".
             log.warning("history put of %d comments failed: %s", len(visible), exc)
