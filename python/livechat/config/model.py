@@ -110,7 +110,7 @@ class LimitsConfig:
     comments_per_minute_viewer: int = 10
     comments_per_minute_moderator: int = 100
     comments_per_minute_broadcaster: int = 0
-    # Reactions, likes and unlikes share one bucket per user.
+    # Reactions: one bucket per user.
     reactions_per_minute: int = 300
     # Admission cap per stream on this edge (token bucket, burst = one second's worth).
     stream_comments_per_second: int = 100_000
@@ -122,6 +122,23 @@ class LimitsConfig:
     max_errors_per_minute: int = 60
     history_page_max: int = 100
     report_reason_max_chars: int = 200
+    # Request budgets (``livechat.services.limits.RequestBudgets``): token buckets per minute,
+    # bursting to the same number, one per connection (``*_per_minute``) and one per signed-in user
+    # or, for anonymous connections, per source address (``*_per_minute_per_user``); 0 = unlimited.
+    # Past either the request gets ``rate_limited`` with ``retry_ms``. A client paging history as
+    # fast as it can measured 1 595 pages/s and raised authors' ack p50 from 0.4 ms to 248 ms.
+    history_pages_per_minute: int = 60
+    history_pages_per_minute_per_user: int = 240
+    # Every join (a repeated join of a joined stream too: it rebuilds the snapshot). The per-user
+    # budget is larger than several connections' reconnects, as many anonymous viewers may share
+    # one address (NAT).
+    joins_per_minute: int = 30
+    joins_per_minute_per_user: int = 600
+    reports_per_minute: int = 10
+    reports_per_minute_per_user: int = 20
+    # Likes and unlikes.
+    likes_per_minute: int = 120
+    likes_per_minute_per_user: int = 300
 
 
 @dataclass(frozen=True, slots=True)

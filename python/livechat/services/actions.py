@@ -40,6 +40,7 @@ from livechat.protocol import (
     unpackb,
 )
 from livechat.services.context import ChatContext
+from livechat.services.limits import Budget
 from livechat.services.moderation import Decision, ReviewItem, Verdict
 from livechat.services.room import Room
 from livechat.services.room_events import RoomEvents
@@ -238,6 +239,9 @@ class ModeratorActions:
                 raise ProtocolError(ErrorCode.NOT_JOINED, "join the stream first", msg.rid)
             if reporter is None:
                 raise ProtocolError(ErrorCode.READ_ONLY, "anonymous viewers cannot report", msg.rid)
+            refused = ctx.limits.budgets.charge(Budget.REPORT, session, msg.rid, ctx.clock.monotonic())
+            if refused is not None:
+                raise refused
             payload = None
             target = msg.user
             if msg.comment_id is not None:

@@ -1,10 +1,20 @@
-"""Write limits: per-user comment buckets by role, slow mode, reactions, per-stream admission."""
+"""Write limits: per-user comment buckets by role, slow mode, reactions, per-stream admission; and
+the budgets of the other requests that cost the server (history pages, joins, reports, likes)."""
 
 from __future__ import annotations
 
+import enum
+from typing import Final
+
 from livechat.config import LimitsConfig
 from livechat.fastpath import TokenTable
-from livechat.protocol import SLOW_MAX_S
+from livechat.protocol import SLOW_MAX_S, ErrorCode, ProtocolError
+from livechat.services.sessions import Session
+
+
+def retry_ms(seconds: float) -> int:
+    """A wait in whole milliseconds, rounded up, at least 1."""
+    return max(int(seconds * 1000.0 + 0.999), 1)
 
 
 def _per_minute(count: int) -> tuple[float, float]:
@@ -20,7 +30,7 @@ class WriteLimits:
     itself; the caller skips it for moderators and broadcasters.
     """
 
-    __slots__ = ("_comments", "_last_post", "_reactions", "_streams")
+    __slots__ = ("_comments", "_last_post", "_reactions", "_streams", "budgets")
 
     def __init__(self, config: LimitsConfig) -> None:
         self._comments = TokenTable(
@@ -35,6 +45,7 @@ class WriteLimits:
         self._streams = TokenTable([(per_second, per_second)] if per_second > 0 else [(0.0, 0.0)])
         # (stream, user) -> monotonic time of the last comment, kept only while slow mode is on.
         self._last_post: dict[tuple[str, str], float] = {}
+        self.budgets = RequestBudgets(config)
 
     def take_comment(self, user_id: str, role_rank: int, now: float) -> float:
         """Take one comment token: 0.0 when allowed, else seconds until the next one."""
@@ -71,13 +82,88 @@ class WriteLimits:
     def take_reaction(self, user_id: str, now: float) -> bool:
         return self._reactions.allow(user_id, 0, now)
 
+    def reaction_retry_after(self, user_id: str, now: float) -> float:
+        return max(self._reactions.retry_after(user_id, 0, now), 0.001)
+
     def prune(self, now: float) -> int:
         """Forget buckets that refilled and slow-mode marks older than any slow interval."""
         dropped = self._comments.prune(now) + self._reactions.prune(now) + self._streams.prune(now)
+        dropped += self.budgets.prune(now)
         stale = [key for key, last in self._last_post.items() if now - last > SLOW_MAX_S]
         for key in stale:
             del self._last_post[key]
         return dropped + len(stale)
+
+
+class Budget(enum.Enum):
+    """A request with a budget, named as its ``LimitsConfig`` keys are (``<name>_per_minute``)."""
+
+    HISTORY = "history_pages"
+    JOIN = "joins"
+    REPORT = "reports"
+    LIKE = "likes"
+
+
+# Token classes of a budget's table: one bucket per connection, one per user or source address.
+_CONNECTION: Final = 0
+_OWNER: Final = 1
+
+
+def budget_owner(session: Session) -> str | None:
+    """Whose per-user budget a session's requests take: the signed-in user's, else (anonymous) its
+    source address's; None when neither is known (then only the connection's budget applies)."""
+    user_id = session.principal.user_id
+    if user_id is not None:
+        return "u:" + user_id
+    # The connection's source address, when the session carries it (the edge's open event has it).
+    address = getattr(session, "address", None)
+    return f"a:{address}" if address else None
+
+
+class RequestBudgets:
+    """Per-minute budgets of the requests that cost the server a read or a write each: history
+    pages, joins, reports, likes (``Budget``). Each request takes one token from its connection's
+    bucket and one from its owner's (``budget_owner``); it is refused when either is empty, and
+    then nothing is taken. Times are monotonic seconds."""
+
+    __slots__ = ("_tables",)
+
+    def __init__(self, config: LimitsConfig) -> None:
+        self._tables = {
+            budget: TokenTable(
+                [
+                    _per_minute(getattr(config, f"{budget.value}_per_minute")),
+                    _per_minute(getattr(config, f"{budget.value}_per_minute_per_user")),
+                ]
+            )
+            for budget in Budget
+        }
+
+    def take(self, budget: Budget, conn_id: int, owner: str | None, now: float) -> float:
+        """Take one request: 0.0 when allowed, else seconds until both buckets allow one."""
+        table = self._tables[budget]
+        wait = table.retry_after(conn_id, _CONNECTION, now)
+        if owner is not None:
+            wait = max(wait, table.retry_after(owner, _OWNER, now))
+        if wait > 0.0:
+            return max(wait, 0.001)
+        table.allow(conn_id, _CONNECTION, now)
+        if owner is not None:
+            table.allow(owner, _OWNER, now)
+        return 0.0
+
+    def charge(self, budget: Budget, session: Session, rid: int | None, now: float) -> ProtocolError | None:
+        """``take`` for a session's request: None when allowed, else its ``rate_limited`` reply."""
+        wait = self.take(budget, session.conn, budget_owner(session), now)
+        if wait == 0.0:
+            return None
+        return ProtocolError(
+            ErrorCode.RATE_LIMITED, f"too many requests ({budget.value})", rid, retry_ms=retry_ms(wait)
+        )
+
+    def prune(self, now: float) -> int:
+        """Forget refilled buckets (closed connections' too)."""
+        return sum(table.prune(now) for table in self._tables.values())
 
 
 class ErrorBudget:

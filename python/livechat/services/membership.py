@@ -33,6 +33,7 @@ from livechat.protocol import (
     tier_fields,
 )
 from livechat.services.context import ChatContext
+from livechat.services.limits import Budget
 from livechat.services.moderation import STRIKES
 from livechat.services.room import Room
 from livechat.services.sessions import Member, Session, member_for
@@ -89,6 +90,10 @@ class Membership:
                 session.conn,
                 ProtocolError(ErrorCode.TOO_MANY_STREAMS, "leave a stream before joining another", msg.rid),
             )
+            return
+        refused = ctx.limits.budgets.charge(Budget.JOIN, session, msg.rid, ctx.clock.monotonic())
+        if refused is not None:
+            ctx.reply_error(session.conn, refused)
             return
         try:
             room = await ctx.rooms.open(stream)
@@ -182,6 +187,10 @@ class Membership:
             ctx.reply_error(
                 session.conn, ProtocolError(ErrorCode.NOT_JOINED, "join the stream first", msg.rid)
             )
+            return
+        refused = ctx.limits.budgets.charge(Budget.HISTORY, session, msg.rid, ctx.clock.monotonic())
+        if refused is not None:
+            ctx.reply_error(session.conn, refused)
             return
         limit = min(msg.limit, self._ctx.config.limits.history_page_max)
         try:
