@@ -428,9 +428,7 @@ class CommentPipeline:
                 result = results.get(id(pending))
                 if result is not None:
                     marks[pending.stream] = max(marks.get(pending.stream, -1), result.offset)
-        history_put = (
-            asyncio.ensure_future(self._put_history(visible, marks)) if visible or marks else None
-        )
+        history_put = asyncio.ensure_future(self._put_history(visible, marks)) if visible or marks else None
         now = ctx.clock.monotonic()
         # All acks of the batch leave in one call before the fan-out work (per connection in post
         # order); then delivery on this edge (``livechat.services.delivery``).
