@@ -10,7 +10,7 @@ query string (defaults in ``PostgresUrl``):
   version ships (ConfigurationError naming ``livechat migrate``): schema changes are an operator
   step, run once per deployment, not a side effect of whichever edge starts first.
   ``migrate=auto`` applies them on open instead (safe with many edges starting at once: see
-  ``livechat.migrate``); meant for development and tests.
+  ``livechat.backends.postgres_migrations``); meant for development and tests.
 
 Any other query option (``sslmode``, ``application_name``…) goes to asyncpg unchanged.
 
