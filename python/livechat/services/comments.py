@@ -102,6 +102,13 @@ class CommentPipeline:
         self._writer: asyncio.Task[None] | None = None
         # Set after each stored batch: lets ``backpressure`` sleep instead of poll.
         self._stored = asyncio.Event()
+        # History puts that failed (retried with the next batch's) and the watermarks waiting for
+        # them: a watermark never passes a comment history does not hold. Past HIGH_WATER comments
+        # the retry is dropped and no watermark moves again in this process: the start-up replay of
+        # the log (``livechat.server.log_replay``) puts them.
+        self._unput: list[StoredComment] = []
+        self._unmarked: dict[str, int] = {}
+        self._marks_frozen = False
         self.counters = {"accepted": 0, "duplicates": 0, "sampled_out": 0, "shadowed": 0, "rejected": 0}
 
     @property
@@ -479,14 +486,29 @@ class CommentPipeline:
         return kept
 
     async def _put_history(self, visible: list[StoredComment], marks: dict[str, int]) -> None:
+        history = self._ctx.history
+        comments, self._unput = self._unput + visible, []
+        held, self._unmarked = self._unmarked, {}
+        for stream, offset in marks.items():
+            held[stream] = max(held.get(stream, -1), offset)
         try:
-            if visible:
-                await self._ctx.history.put_many(visible)
-            if marks:
-                await self._ctx.history.set_watermarks(marks)
+            if comments:
+                await history.put_many(comments)  # idempotent: a retried comment is kept once
         except BackendError as exc:
-            # The log holds them; history is rebuilt from it. Acks still mean "stored".
-            log.warning("history put of %d comments failed: %s", len(visible), exc)
+            # The log holds them; acks still mean "stored". Retried with the next batch.
+            log.warning("history put of %d comments failed: %s", len(comments), exc)
+            if len(comments) > HIGH_WATER:
+                self._marks_frozen = True
+            else:
+                self._unput, self._unmarked = comments, held
+            return
+        if held and not self._marks_frozen:
+            try:
+                await history.set_watermarks(held)
+            except BackendError as exc:
+                log.warning("history watermarks not advanced: %s", exc)
+                for stream, offset in held.items():
+                    self._unmarked[stream] = max(self._unmarked.get(stream, -1), offset)
 
     def _ack_original(self, pending: PendingComment, original: bytes, now: float) -> None:
         """The log already held this client message id (another edge, or before a restart)."""
