@@ -129,6 +129,16 @@ class SqliteHistoryStore:
 
         return await self._db.read(run)
 
+    async def watermarks(self) -> dict[str, int]:
+        """Every stream's watermark in one read (SQLite only: the embedded start-up replay)."""
+        self._check_open()
+
+        def run(conn: Connection) -> dict[str, int]:
+            rows = conn.execute("SELECT stream, log_offset FROM history_watermarks")
+            return {stream: int(offset) for stream, offset in rows}
+
+        return await self._db.read(run)
+
     async def set_watermarks(self, marks: Mapping[str, int]) -> None:
         self._check_open()
         items = list(marks.items())
