@@ -49,6 +49,8 @@ fn settings(mode: Mode) -> Settings {
         deflate_min_bytes: 256,
         deflate_level: 3,
         validate_msgpack: true,
+        allowed_origins: Vec::new(),
+        public_url: None,
     }
 }
 

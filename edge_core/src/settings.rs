@@ -41,4 +41,9 @@ pub struct Settings {
     pub deflate_min_bytes: usize,
     pub deflate_level: u32,
     pub validate_msgpack: bool,
+    /// Origins that may upgrade (`proto::origin`); empty = the page's own origin: `public_url`'s,
+    /// else the listener's host:port.
+    pub allowed_origins: Vec<String>,
+    /// The URL viewers open (the page's origin), when the edge sits behind a proxy or a name.
+    pub public_url: Option<String>,
 }

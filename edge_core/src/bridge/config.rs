@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::fanout::hub::TickTiming;
+use crate::proto::origin::{self, OriginPolicy};
 use crate::server::ConnId;
 use crate::settings::{Mode, Settings};
 
@@ -36,6 +37,8 @@ const KEYS: &[&str] = &[
     "deflate_min_bytes",
     "deflate_level",
     "validate_msgpack",
+    "allowed_origins",
+    "public_url",
 ];
 
 fn get<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
@@ -90,6 +93,8 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<Settings> {
         deflate_min_bytes: get(&d, "deflate_min_bytes")?,
         deflate_level: get(&d, "deflate_level")?,
         validate_msgpack: get(&d, "validate_msgpack")?,
+        allowed_origins: get(&d, "allowed_origins")?,
+        public_url: get(&d, "public_url")?,
     };
     if s.io_threads == 0 || s.io_threads > ConnId::MAX_THREADS {
         let max = ConnId::MAX_THREADS;
@@ -100,6 +105,13 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<Settings> {
     }
     if s.send_queue_soft_bytes > s.send_queue_hard_bytes {
         return Err(PyValueError::new_err("edge config: send_queue_soft_bytes > send_queue_hard_bytes"));
+    }
+    OriginPolicy::new(&s.allowed_origins)
+        .map_err(|e| PyValueError::new_err(format!("edge config: allowed_origins: {e}")))?;
+    if let Some(url) = &s.public_url {
+        if origin::origin_of_url(url).is_none() {
+            return Err(PyValueError::new_err(format!("edge config: public_url {url:?} is not an http(s) URL")));
+        }
     }
     if s.deflate_level > 9 {
         return Err(PyValueError::new_err("edge config: deflate_level must be 0..=9"));

@@ -16,6 +16,8 @@ pub struct Upgrade {
     pub deflate: Option<(DeflateParams, String)>,
     pub authorization: Option<String>,
     pub forwarded_for: Option<String>,
+    /// The `Origin` header (browsers always send one; checked against the allow-list).
+    pub origin: Option<String>,
 }
 
 /// A request that is not a WebSocket upgrade, or a bad one: the HTTP answer to give.
@@ -27,6 +29,8 @@ pub enum Rejection {
     UpgradeRequired(&'static str),
     /// 405: upgrades are GET only.
     MethodNotAllowed,
+    /// 403: an origin the allow-list refuses, or more than one `Origin` header.
+    Forbidden(&'static str),
     /// 431: headers past `max_request_bytes`.
     TooLarge,
     /// A plain GET (no upgrade headers) for `path`: the caller may serve a static file.
@@ -70,7 +74,7 @@ pub fn parse(buf: &[u8], max_bytes: usize, allow_deflate: bool) -> Parsed {
     }
     let path = req.path.unwrap_or("/").to_owned();
     let (mut upgrade, mut connection, mut version, mut key, mut host) = (None, None, None, None, false);
-    let (mut authorization, mut forwarded_for) = (None, None);
+    let (mut authorization, mut forwarded_for, mut origin, mut origins) = (None, None, None, 0usize);
     let mut extensions: Vec<&str> = Vec::new();
     for h in req.headers.iter() {
         let name = h.name;
@@ -92,6 +96,10 @@ pub fn parse(buf: &[u8], max_bytes: usize, allow_deflate: bool) -> Parsed {
             authorization = std::str::from_utf8(h.value).ok().map(str::to_owned);
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
             forwarded_for = std::str::from_utf8(h.value).ok().map(str::to_owned);
+        } else if name.eq_ignore_ascii_case("origin") {
+            origins += 1;
+            // Not UTF-8: kept as a value no allow-list entry can match.
+            origin = Some(std::str::from_utf8(h.value).map_or_else(|_| "\u{fffd}".to_owned(), str::to_owned));
         }
     }
     let is_upgrade = upgrade.is_some_and(|u| has_token(u, "websocket"));
@@ -124,9 +132,13 @@ pub fn parse(buf: &[u8], max_bytes: usize, allow_deflate: bool) -> Parsed {
         Ok(k) if k.len() == 16 => {}
         _ => return Parsed::Reject(Rejection::BadRequest("Sec-WebSocket-Key must be 16 bytes, base64")),
     }
+    if origins > 1 {
+        // Which one would the browser have meant? Neither is trusted.
+        return Parsed::Reject(Rejection::Forbidden("more than one Origin header"));
+    }
     let deflate = if allow_deflate { deflate::negotiate(extensions) } else { None };
     Parsed::Upgrade(
-        Box::new(Upgrade { path, accept_key: accept_key(key), deflate, authorization, forwarded_for }),
+        Box::new(Upgrade { path, accept_key: accept_key(key), deflate, authorization, forwarded_for, origin }),
         consumed,
     )
 }
@@ -171,6 +183,7 @@ pub fn rejection_response(r: &Rejection) -> Vec<u8> {
         Rejection::MethodNotAllowed => {
             http_response("405 Method Not Allowed", "Allow: GET\r\n", "text/plain", &text("GET only"))
         }
+        Rejection::Forbidden(why) => http_response("403 Forbidden", "", "text/plain", &text(why)),
         Rejection::TooLarge => {
             http_response("431 Request Header Fields Too Large", "", "text/plain", &text("request too large"))
         }
@@ -244,5 +257,17 @@ mod tests {
         assert_eq!(parse(plain, 8192, true), Parsed::Reject(Rejection::PlainGet("/index.html".into())));
         let resp = String::from_utf8(rejection_response(&Rejection::UpgradeRequired("x"))).unwrap();
         assert!(resp.starts_with("HTTP/1.1 426") && resp.contains("Sec-WebSocket-Version: 13"));
+    }
+
+    #[test]
+    fn origin_header() {
+        let Parsed::Upgrade(up, _) = parse(&req("Origin: https://a.example\r\n"), 8192, true) else { panic!() };
+        assert_eq!(up.origin.as_deref(), Some("https://a.example"));
+        let Parsed::Upgrade(up, _) = parse(&req(""), 8192, true) else { panic!() };
+        assert_eq!(up.origin, None);
+        let two = req("Origin: https://a.example\r\norigin: https://a.example\r\n");
+        assert!(matches!(parse(&two, 8192, true), Parsed::Reject(Rejection::Forbidden(_))));
+        let resp = String::from_utf8(rejection_response(&Rejection::Forbidden("x"))).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 403 Forbidden"));
     }
 }

@@ -8,4 +8,5 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod msgpack;
+pub mod origin;
 pub mod utf8;

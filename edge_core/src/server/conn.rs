@@ -34,6 +34,8 @@ pub struct Conn {
     pub discard_input: bool,
     /// Our side of the TCP stream is shut (FIN sent); we read on until EOF or the linger ends.
     pub write_shut: bool,
+    /// The upgrade succeeded (its open was reported, so its close will be too).
+    pub opened: bool,
     /// Close code and reason reported to Python when the connection ends.
     pub close_code: u16,
     pub close_reason: Option<Box<str>>,
@@ -62,6 +64,7 @@ impl Conn {
             read_paused: false,
             discard_input: false,
             write_shut: false,
+            opened: false,
             close_code: crate::proto::codes::ABNORMAL,
             close_reason: None,
             last_read_ms: now_ms,

@@ -22,6 +22,7 @@ use socket2::{Domain, Socket, Type};
 use crate::fanout::hub::HubState;
 use crate::fanout::tick::{self, SharedFrame};
 use crate::proto::deflate::Deflater;
+use crate::proto::origin::OriginPolicy;
 use crate::settings::Settings;
 pub use conn_id::ConnId;
 pub use events::Event;
@@ -84,9 +85,16 @@ impl Edge {
             links.push(WorkerLink::new(mio::Waker::new(poll.registry(), worker::WAKER)?));
             polls.push(poll);
         }
+        let origins = if settings.allowed_origins.is_empty() {
+            OriginPolicy::default_for(settings.public_url.as_deref(), &settings.host, port)
+        } else {
+            OriginPolicy::new(&settings.allowed_origins)
+        }
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shared = Arc::new(Shared {
             static_files: std::sync::RwLock::new(std::collections::HashMap::new()),
             settings,
+            origins,
             hub: Mutex::new(HubState::default()),
             ticker_wake: Condvar::new(),
             events: EventSink::new()?,

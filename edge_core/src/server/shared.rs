@@ -8,6 +8,7 @@ use super::events::EventSink;
 use super::link::WorkerLink;
 use super::sync::lock;
 use crate::fanout::hub::HubState;
+use crate::proto::origin::OriginPolicy;
 use crate::settings::Settings;
 
 /// A file served to plain GETs (the web page): content type and body.
@@ -18,6 +19,8 @@ pub struct Shared {
     /// Plain-GET paths (query stripped) → file; set from Python, read on each plain GET.
     pub static_files: RwLock<std::collections::HashMap<String, StaticFile>>,
     pub settings: Settings,
+    /// Who may upgrade (built at start: the default needs the bound port).
+    pub origins: OriginPolicy,
     pub hub: Mutex<HubState>,
     pub ticker_wake: Condvar,
     pub events: EventSink,

@@ -64,6 +64,15 @@ class EdgeConfig:
     deflate_level: int = 3
     # Inbound binary messages must be one well-formed msgpack value (app mode only).
     validate_msgpack: bool = True
+    # Pages allowed to open a WebSocket (the upgrade's Origin header, checked in the edge: 403
+    # otherwise). Exact origins "https://chat.example.com" or one pattern form
+    # "https://*.example.com" (any subdomain); ("*",) = any page. Empty = the page's own origin:
+    # public_url's, else the listener's host:port (docs/operations.md "Security"). Requests
+    # without an Origin header (not a browser) are always let through; two Origin headers never.
+    allowed_origins: tuple[str, ...] = ()
+    # The URL viewers open, e.g. "https://chat.example.com/" (behind a proxy or a DNS name):
+    # its origin is the default allow-list.
+    public_url: str | None = None
 
     def to_core(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

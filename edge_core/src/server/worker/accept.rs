@@ -71,13 +71,16 @@ impl Worker {
                     _ => None,
                 };
                 let response = response.unwrap_or_else(|| handshake::rejection_response(&r));
-                // Best effort in one write: a static page is small, and the socket closes after.
-                let _ = conn.sock.write(&response);
                 if !matches!(r, Rejection::PlainGet(_)) {
                     ThreadStats::add(&self.ctx.shared.workers[self.idx].stats.rejected, 1);
                 }
-                conn.close_reason = Some("rejected upgrade".into());
-                self.drop_conn(slot);
+                self.reject(slot, response);
+            }
+            Parsed::Upgrade(up, _) if !self.ctx.shared.origins.allows(up.origin.as_deref()) => {
+                // Refused before Python hears of it: a page on another site never gets a session.
+                ThreadStats::add(&self.ctx.shared.workers[self.idx].stats.rejected, 1);
+                let response = handshake::rejection_response(&Rejection::Forbidden("origin not allowed"));
+                self.reject(slot, response);
             }
             Parsed::Upgrade(up, consumed) => {
                 conn.inbuf.drain(..consumed);
@@ -85,6 +88,7 @@ impl Worker {
                 let response = handshake::switching_protocols(&up);
                 conn.out.push_owned(response.into_boxed_slice(), usize::MAX);
                 conn.state = State::Open;
+                conn.opened = true;
                 self.mark_dirty(slot);
                 self.on_open(slot, &up);
                 let leftover = self.conns.get(slot).map_or(0, |c| c.inbuf.len());
@@ -93,6 +97,22 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Answer a refused request and close with a lingering close: the response is queued, FIN
+    /// follows it, and whatever the client still sends (the rest of a 3 MB header) is read and
+    /// dropped until its EOF or `close_linger`. Closing with unread input would send an RST,
+    /// which can destroy the response before the client reads it.
+    fn reject(&mut self, slot: usize, response: Vec<u8>) {
+        let linger = Self::ms(self.ctx.shared.settings.close_linger);
+        let conn = &mut self.conns[slot];
+        conn.inbuf = Vec::new();
+        conn.out.push_owned(response.into_boxed_slice(), usize::MAX);
+        conn.state = State::Finishing;
+        conn.discard_input = true;
+        conn.deadline_ms = self.now_ms + linger;
+        conn.close_reason = Some("rejected upgrade".into());
+        self.mark_dirty(slot);
     }
 
     pub(super) fn on_open(&mut self, slot: usize, up: &handshake::Upgrade) {

@@ -67,8 +67,7 @@ impl Worker {
         }
         let conn = self.conns.remove(slot);
         self.ctx.shared.workers[self.idx].set_free(slot);
-        let was_open = conn.state != State::Handshake;
-        if was_open && matches!(self.messages, Messages::App(_)) {
+        if conn.opened && matches!(self.messages, Messages::App(_)) {
             self.ctx.events.push(Event::Close {
                 id: conn.id,
                 code: conn.close_code,
