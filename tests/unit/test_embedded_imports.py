@@ -7,8 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 DRIVERS = ("aiokafka", "cassandra", "asyncpg", "redis")
 
 
@@ -23,10 +21,5 @@ def test_the_log_to_history_rules_import_no_driver() -> None:
     assert drivers_imported_by("livechat.workers.apply") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/log_replay.py imports livechat.workers.persist (aiokafka): it should import "
-    "apply_records from livechat.workers.apply",
-)
 def test_the_embedded_server_imports_no_driver() -> None:
     assert drivers_imported_by("livechat.server.app") == []

@@ -4,7 +4,7 @@ An embedded edge acks a comment once it is in the SQLite log, then writes histor
 history's watermark (the log offset up to which history holds the stream's comments). A kill -9
 between the two leaves acked comments in the log only; before the edge accepts connections, this
 copies every record above each stream's watermark into history, with the same code the cluster's
-``livechat worker persist`` runs (``livechat.workers.persist.apply_records``: idempotent puts,
+``livechat worker persist`` runs (``livechat.workers.apply.apply_records``: idempotent puts,
 deletes win), so an ack always means "in history after a restart" too.
 """
 
@@ -17,7 +17,7 @@ from typing import Final
 from livechat.backends.sqlite_log import SqliteCommentLog
 from livechat.ports.comment_log import LogRecord
 from livechat.ports.history import HistoryStore
-from livechat.workers.persist import apply_records
+from livechat.workers.apply import apply_records
 
 log = logging.getLogger(__name__)
 
