@@ -9,8 +9,8 @@ For each configuration an embedded `livechat serve` is started on a fresh data d
 1. idle: ``authors`` signed-in broadcasters post at ``rate`` comments/s in all for ``seconds``;
 2. flood: the same authors, plus ``flooders`` anonymous clients in another process, each keeping
    ``window`` history requests in flight and paging back through the stream as fast as the edge
-   answers. A flooder closed by the edge (``4005`` after too many error replies) reconnects at once:
-   an attacker does not obey ``retry_ms``.
+   answers. A flooder closed by the edge (``4005`` after too many error replies) reconnects at once
+   (an attacker does not obey ``retry_ms``; ``--no-reconnect``: it stops, as the issue's clients).
 
 Reported per phase: ack latency p50/p90/p99 (author's clock, send -> ack), pages served, refusals
 and reconnects. The issue's bar: flood p50 within 3x of idle p50. Configurations: ``off`` (every
@@ -57,6 +57,7 @@ class FloodPlan:
     page: int = 100
     seed: int = 2_000
     seconds: float = 12.0
+    reconnect: bool = True
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -150,9 +151,11 @@ async def measure_authors(edge: Edge, plan: FloodPlan, tag: str) -> list[float]:
 # -- the flooders (run in their own process: ``--flood``) ------------------------------------------
 
 
-async def flooder(url: str, window: int, page: int, stop: asyncio.Event, stats: dict[str, float]) -> None:
+async def flooder(
+    url: str, window: int, page: int, reconnect: bool, stop: asyncio.Event, stats: dict[str, float]
+) -> None:
     before: int | None = None
-    while not stop.is_set():
+    while not stop.is_set() and (reconnect or not stats["connections"]):
         try:
             ws = await _connect(url)
             await _join(ws)
@@ -179,9 +182,10 @@ async def flooder(url: str, window: int, page: int, stop: asyncio.Event, stats: 
         except (websockets.ConnectionClosed, OSError):
             pass
         stats["connections"] += 1
+    await stop.wait()
 
 
-async def run_flooders(url: str, clients: int, window: int, page: int) -> dict[str, float]:
+async def run_flooders(url: str, clients: int, window: int, page: int, reconnect: bool) -> dict[str, float]:
     """Flood until stdin closes (the benchmark closes it when the authors are done)."""
     stats: dict[str, float] = {"pages": 0, "refused": 0, "connections": 0}
     stop = asyncio.Event()
@@ -192,7 +196,7 @@ async def run_flooders(url: str, clients: int, window: int, page: int) -> dict[s
         stop.set()
 
     waiter = asyncio.create_task(wait_for_eof())
-    await asyncio.gather(*(flooder(url, window, page, stop, stats) for _ in range(clients)))
+    await asyncio.gather(*(flooder(url, window, page, reconnect, stop, stats) for _ in range(clients)))
     await waiter
     stats["seconds"] = round(time.monotonic() - started, 2)
     return stats
@@ -228,6 +232,7 @@ async def run_config(name: str, plan: FloodPlan, work_dir: Path) -> dict[str, An
             str(plan.window),
             "--page",
             str(plan.page),
+            *(() if plan.reconnect else ("--no-reconnect",)),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=child_env(),
@@ -277,13 +282,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--page", type=int, default=defaults.page)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--seconds", type=float, default=defaults.seconds)
+    p.add_argument("--no-reconnect", action="store_true", help="a flooder the edge closes stops")
     p.add_argument("--flood", metavar="URL", help=argparse.SUPPRESS)  # the flooders' process
     args = p.parse_args(argv)
     if args.flood:
-        stats = asyncio.run(run_flooders(args.flood, args.flooders, args.window, args.page))
+        stats = asyncio.run(
+            run_flooders(args.flood, args.flooders, args.window, args.page, not args.no_reconnect)
+        )
         print(json.dumps(stats))
         return 0
-    plan = FloodPlan(args.authors, args.rate, args.flooders, args.window, args.page, args.seed, args.seconds)
+    plan = FloodPlan(
+        args.authors,
+        args.rate,
+        args.flooders,
+        args.window,
+        args.page,
+        args.seed,
+        args.seconds,
+        not args.no_reconnect,
+    )
     results = asyncio.run(main_async(plan, args.configs.split(",")))
     print(f"plan: {json.dumps(asdict(plan))}")
     print("| config | idle p50 / p99 ms | flood p50 / p99 ms | p50 ratio | pages/s | refused | connections |")
