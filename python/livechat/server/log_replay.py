@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
+from livechat.backends.sqlite_history import SqliteHistoryStore
 from livechat.backends.sqlite_log import SqliteCommentLog
 from livechat.ports.comment_log import LogRecord
 from livechat.ports.history import HistoryStore
@@ -41,8 +42,12 @@ def _as_kafka(record: LogRecord) -> _Record:
 async def replay_into_history(comment_log: SqliteCommentLog, history: HistoryStore) -> int:
     """Apply every log record above its stream's history watermark; returns how many."""
     applied = 0
-    for stream in await comment_log.streams_after(-1):
-        after = await history.watermark(stream)
+    heads = await comment_log.stream_heads()
+    marks = await history.watermarks() if isinstance(history, SqliteHistoryStore) else {}
+    for stream, head in heads.items():
+        after = marks[stream] if stream in marks else await history.watermark(stream)
+        if head <= after:
+            continue
         while True:
             records = await comment_log.read(stream, after, PAGE)
             if records:
