@@ -2,6 +2,11 @@
 # No topics are created here: the backend creates its own with the admin client (auto-create is off).
 # Sourced by services.sh.
 
+# The TOXI listener (conf/kafka-server.properties): the broker listens on KAFKA_TOXI_PORT and advertises
+# KAFKA_TOXI_ADVERTISED_PORT, where the fault tests put a Toxiproxy proxy -> KAFKA_TOXI_PORT.
+KAFKA_TOXI_PORT=${LIVECHAT_KAFKA_TOXI_PORT:-19094}
+KAFKA_TOXI_ADVERTISED_PORT=${LIVECHAT_KAFKA_TOXI_ADVERTISED_PORT:-19095}
+
 kafka_url() { echo "kafka://$HOST:$KAFKA_PORT"; }
 
 kafka_answering() { python3 "$SERVICES_LIB/probe.py" kafka "$HOST" "$KAFKA_PORT"; }
@@ -25,10 +30,11 @@ kafka_start() {
     java17
     maven_jars kafka "$CONF/kafka-pom.xml" "$d/lib"
     kafka_stop
-    ports_free kafka "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" || return 1
+    ports_free kafka "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_TOXI_PORT" || return 1
     rm -rf "$d/data"
     render "$CONF/kafka-server.properties" "$d/server.properties" HOST="$HOST" PORT="$KAFKA_PORT" \
-        CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT" DATA_DIR="$d/data"
+        CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT" TOXI_PORT="$KAFKA_TOXI_PORT" \
+        TOXI_ADVERTISED_PORT="$KAFKA_TOXI_ADVERTISED_PORT" DATA_DIR="$d/data"
     cp "$CONF/kafka-log4j2.properties" "$d/log4j2.properties"
     # The lib/* glob is for the JVM, not the shell: keep it quoted.
     if ! "$JAVA_BIN" -Dkafka.root.level=WARN -Dlog4j2.configurationFile="$d/log4j2.properties" -cp "$d/lib/*" \
