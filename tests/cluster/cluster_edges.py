@@ -5,6 +5,11 @@ Every store is fresh per ``Cluster``: its own Kafka topic, Cassandra keyspace, P
 and Redis key prefix on the shared services (``tests.cluster_services``: started once per run by
 the project's scripts; a service that cannot start FAILS the test). One HS256 secret signs tokens
 for every edge.
+
+``Cluster(tmp, via={...})`` points the edges and workers at other addresses ("host:port") of a
+service, e.g. Toxiproxy proxies in front of it (tests/faults/): keys ``kafka``, ``redis``,
+``cassandra``, ``postgres``. The test's own set-up and clean-up (database, keyspace, topic) always
+talk to the services directly.
 """
 
 from __future__ import annotations
@@ -61,8 +66,9 @@ class Worker:
 
 
 class Cluster:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, via: dict[str, str] | None = None) -> None:
         self.tmp = tmp
+        via = via or {}
         tag = uuid.uuid4().hex[:10]
         self.topic = f"lc-cluster-{tag}"
         self.notifications_topic = f"lc-notify-{tag}"
@@ -71,16 +77,19 @@ class Cluster:
         self.prefix = f"c{tag}:"
         self.secret = secrets.token_urlsafe(32)
         kafka = service_url("kafka").removeprefix("kafka://")
-        self.redis = service_url("redis")
+        self.redis_direct = service_url("redis")
+        self.redis = f"redis://{via['redis']}" if "redis" in via else self.redis_direct
         self.kafka_servers = kafka
         self.log_url = (
-            f"kafka://{kafka}/{self.topic}?partitions={PARTITIONS}&dedupe={self.redis}"
+            f"kafka://{via.get('kafka', kafka)}/{self.topic}?partitions={PARTITIONS}&dedupe={self.redis}"
             f"&dedupe_prefix={self.prefix}"
         )
-        cassandra = service_url("cassandra").removeprefix("cassandra://")
-        self.history_url = f"cassandra://{cassandra}/{self.keyspace}"
+        self.cassandra_direct = service_url("cassandra").removeprefix("cassandra://")
+        self.history_url = f"cassandra://{via.get('cassandra', self.cassandra_direct)}/{self.keyspace}"
         self.pg_base = service_url("postgres")
         host = self.pg_base.removeprefix("postgresql://").split("/")[0]
+        if "postgres" in via:
+            host = f"{host.partition('@')[0]}@{via['postgres']}"
         self.meta_url = f"postgresql://{host}/{self.database}?migrate=auto"
         self.edges: list[ServeProcess] = []
         self.workers: list[Worker] = []
@@ -133,7 +142,9 @@ class Cluster:
         self.workers.append(worker.start())
         return worker
 
-    async def close(self) -> None:
+    async def close(self, check_tracebacks: bool = True) -> None:
+        """Stop every process, drop the topic, database and keyspace; ``check_tracebacks``: fail
+        when an edge logged a traceback."""
         for edge in self.edges:
             if edge.proc is not None and edge.proc.poll() is None:
                 edge.stop()
@@ -154,13 +165,14 @@ class Cluster:
             finally:
                 await conn.close()
         await asyncio.to_thread(self._drop_keyspace)
-        for edge in self.edges:
-            edge.assert_no_tracebacks()
+        if check_tracebacks:
+            for edge in self.edges:
+                edge.assert_no_tracebacks()
 
     def _drop_keyspace(self) -> None:
         from cassandra.cluster import Cluster as CassandraCluster
 
-        host, _, port = self.history_url.removeprefix("cassandra://").split("/")[0].partition(":")
+        host, _, port = self.cassandra_direct.partition(":")
         with contextlib.suppress(Exception):
             cluster = CassandraCluster([host], port=int(port), protocol_version=5)
             try:

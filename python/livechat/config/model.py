@@ -148,6 +148,10 @@ class LimitsConfig:
     # Likes and unlikes.
     likes_per_minute: int = 120
     likes_per_minute_per_user: int = 300
+    # A post arriving while the comment log has left the write in flight unanswered this long is
+    # refused at once with ``unavailable`` + ``retry_ms`` instead of queueing behind an outage (a
+    # Kafka append fails only after ~11 s; a healthy one takes ~5 ms here). 0 = never refuse early.
+    storage_stall_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from livechat.protocol.codes import ErrorCode
 from livechat.protocol.encode import encode_error
+
+#: ``unavailable`` always tells the client when to retry (docs/protocol.md §6): this, unless the
+#: raiser knows better (a backend's own back-off).
+UNAVAILABLE_RETRY_MS: Final = 1000
 
 
 class ProtocolError(Exception):
@@ -16,6 +20,8 @@ class ProtocolError(Exception):
         self.code = code
         self.message = message
         self.rid = rid
+        if code is ErrorCode.UNAVAILABLE and "retry_ms" not in extra:
+            extra["retry_ms"] = UNAVAILABLE_RETRY_MS
         self.extra = extra
 
     def encode(self) -> bytes:

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from livechat import tracing
 from livechat.ids import id_timestamp_ms
-from livechat.ports.comment_log import LogEntry
+from livechat.ports.comment_log import LogAppend, LogEntry
 from livechat.ports.errors import BackendError
 from livechat.ports.history import StoredComment
 from livechat.ports.meta import FlaggedComment
@@ -106,6 +106,8 @@ class CommentPipeline:
         # them: a watermark never passes a comment history does not hold. Past HIGH_WATER comments
         # the retry is dropped and no watermark moves again in this process: the start-up replay of
         # the log (``livechat.server.log_replay``) puts them.
+        # Monotonic time the comment log append in flight began (None: none in flight).
+        self._append_since: float | None = None
         self._unput: list[StoredComment] = []
         self._unmarked: dict[str, int] = {}
         self._marks_frozen = False
@@ -128,6 +130,7 @@ class CommentPipeline:
                 await self._store(batch)
                 self._stored.set()
             except Exception:
+                self._append_since = None
                 log.exception("storing %d comments failed", len(batch))
                 for pending in batch:
                     if self._unacked.pop(pending.key, None) is None:
@@ -183,6 +186,7 @@ class CommentPipeline:
                 posters.add((msg.stream, candidate.user))
         if not candidates:
             return
+        candidates = self._stall_phase(candidates, now)
         candidates = self._rate_phase(candidates, now)
         candidates = self._admission_phase(candidates, now)
         if candidates:
@@ -296,6 +300,55 @@ class CommentPipeline:
                 self._refuse(candidate, ErrorCode.RATE_LIMITED, "too many comments", retry_ms=_retry_ms(wait))
         return kept
 
+    async def _append(self, batch: list[PendingComment], entries: list[LogEntry]) -> list[LogAppend]:
+        """``log.append_many(entries)``; past ``limits.storage_stall_s`` the batch's authors are
+        answered ``unavailable`` + ``retry_ms`` while the write goes on: whether it lands or not,
+        their retry with the same cmid gets the one stored comment (the log's dedupe window)."""
+        append = asyncio.ensure_future(self._ctx.log.append_many(entries))
+        stall_s = self._ctx.config.limits.storage_stall_s
+        if stall_s > 0:
+            done, _ = await asyncio.wait([append], timeout=stall_s)
+            if not done:
+                log.warning(
+                    "comment log has not answered for %.1f s: %d posts told to retry", stall_s, len(batch)
+                )
+                for pending in batch:
+                    if self._unacked.get(pending.key) is pending:
+                        del self._unacked[pending.key]
+                        self._refuse_pending(pending, stall_s)
+        return await append
+
+    def _refuse_pending(self, pending: PendingComment, stall_s: float) -> None:
+        for conn, rid, cmid in pending.replies:
+            self._ctx.reply_error(
+                conn,
+                ProtocolError(
+                    ErrorCode.UNAVAILABLE,
+                    "storage unavailable: retry with the same cmid",
+                    rid,
+                    cmid=cmid,
+                    retry_ms=_retry_ms(stall_s),
+                ),
+            )
+        pending.replies.clear()
+
+    def _stall_phase(self, candidates: list[_Candidate], now: float) -> list[_Candidate]:
+        """Refuse new posts while the log leaves the write in flight unanswered past
+        ``limits.storage_stall_s``: an outage answers ``unavailable`` in seconds, not after the
+        log's own timeout, and nothing queues behind it (docs/operations.md, failure policies)."""
+        stall_s = self._ctx.config.limits.storage_stall_s
+        since = self._append_since
+        if since is None or stall_s <= 0 or now - since < stall_s:
+            return candidates
+        for candidate in candidates:
+            self._refuse(
+                candidate,
+                ErrorCode.UNAVAILABLE,
+                "storage unavailable: retry with the same cmid",
+                retry_ms=_retry_ms(stall_s),
+            )
+        return []
+
     def _admission_phase(self, candidates: list[_Candidate], now: float) -> list[_Candidate]:
         allowed = self._ctx.limits.admit_streams([c.msg.stream for c in candidates], now)
         kept = []
@@ -385,19 +438,23 @@ class CommentPipeline:
         logged = [p for p in batch if not p.shadow]
         spans = [tracing.start_post(p.stream, p.comment_id, p.admitted_ns) for p in logged]
         append_ns = tracing.now_ns()
+        self._append_since = ctx.clock.monotonic()
         try:
-            appended = await ctx.log.append_many(
+            appended = await self._append(
+                batch,
                 [
                     LogEntry(p.stream, p.payload, p.key, ctx.edge_id, tracing.traceparent(span))
                     for p, span in zip(logged, spans, strict=True)
-                ]
+                ],
             )
         except BackendError as exc:
+            self._append_since = None
             for span in spans:
                 tracing.end(span)
             log.warning("comment log append of %d comments failed: %s", len(batch), exc)
             for pending in batch:
-                self._unacked.pop(pending.key, None)
+                if self._unacked.get(pending.key) is pending:
+                    del self._unacked[pending.key]
                 for conn, rid, cmid in pending.replies:
                     ctx.reply_error(
                         conn,
@@ -410,6 +467,7 @@ class CommentPipeline:
                         ),
                     )
             return
+        self._append_since = None
         stored: list[PendingComment] = []
         now = ctx.clock.monotonic()
         results = {id(p): result for p, result in zip(logged, appended, strict=True)}

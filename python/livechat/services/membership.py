@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Signed-in users whose record this process remembers having written (then it forgets them all).
 USERS_REMEMBERED: Final = 100_000
+#: After a MetaStore read fails, joins skip its per-user reads for this long (a MetaStore that
+#: hangs would otherwise cost every join its 5 s timeout).
+META_RETRY_S: Final = 5.0
 
 
 class Membership:
@@ -51,6 +54,10 @@ class Membership:
         self.joins = 0
         # user id -> display name already written to the MetaStore by this process.
         self._users_seen: dict[str, str | None] = {}
+        # Joins skip the MetaStore's per-user reads until then (monotonic), after one failed.
+        self._meta_retry_at = 0.0
+        # Joins admitted with the token's role alone because the MetaStore could not answer.
+        self.meta_fallbacks = 0
 
     async def _member(self, session: Session, room: Room) -> Member:
         principal = session.principal
@@ -59,13 +66,26 @@ class Membership:
         if user is None:
             return member_for(role, None)
         meta = self._ctx.meta
-        stored_role, follow_since = await asyncio.gather(
-            meta.get_role(room.stream, user), meta.followed_since(room.owner_id, user)
-        )
-        if not session.strikes_loaded:
-            reputation = await meta.get_reputation(user)
-            session.strikes = max(session.strikes, reputation.get(STRIKES))
-            session.strikes_loaded = True
+        now = self._ctx.clock.monotonic()
+        if now < self._meta_retry_at:
+            self.meta_fallbacks += 1
+            return member_for(role, None)
+        try:
+            stored_role, follow_since = await asyncio.gather(
+                meta.get_role(room.stream, user), meta.followed_since(room.owner_id, user)
+            )
+            if not session.strikes_loaded:
+                reputation = await meta.get_reputation(user)
+                session.strikes = max(session.strikes, reputation.get(STRIKES))
+                session.strikes_loaded = True
+        except BackendError as exc:
+            # The MetaStore is down (docs/operations.md, failure policies): the viewer joins with
+            # what the token says and no follow (never more rights than stored roles would give);
+            # the room's cached bans and modes still apply. Strikes load on a later join.
+            self._meta_retry_at = now + META_RETRY_S
+            self.meta_fallbacks += 1
+            log.warning("joining without stored roles and follows for %.0f s: %s", META_RETRY_S, exc)
+            return member_for(role, None)
         self._remember_user(user, principal.name)
         return member_for(stronger(role, stored_role), follow_since)
 
