@@ -71,3 +71,24 @@ async def test_block_list_matches_whole_words_only(serve: ServeProcess, room: Ro
         assert reply.get("code") == "rejected", (text, reply)
         assert await strikes(serve, f"potty{i}") == 1
     await room.healthy()
+
+
+async def test_shadow_ban_hides_every_later_comment_and_tells_nothing(room: Room) -> None:
+    shady = await room.joined("shady")  # 3 strikes: this offence is a shadow ban
+    offence = await room.post(shady, "go to hell")
+    clean = await room.post(shady, "a perfectly nice comment")
+    for ack in (offence, clean):
+        assert ack["t"] == "ack" and not ack.get("dup")
+    mine = {offence["id"], clean["id"]}
+    await shady.wait(lambda: mine <= {e["id"] for e in shady.direct}, what="own comments")
+    await room.healthy()  # the watcher got exactly the other acked comments
+    await room.watcher.drain(0.3)
+    assert mine.isdisjoint(e["id"] for e in room.watcher.comment_events())
+    assert mine.isdisjoint(c["id"] for c in await room.history())
+    other = await room.joined("other")
+    assert mine.isdisjoint(c["id"] for c in other.replies[-1]["recent"])
+    # Nothing the author receives names them as hidden.
+    await shady.drain(0.3)
+    everything = shady.events + shady.direct + shady.replies
+    assert not any("keep" in e for e in everything)
+    assert all(e.get("k") != "del" for e in shady.events)

@@ -8,6 +8,7 @@ background.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Final
 
@@ -31,6 +32,7 @@ from livechat.protocol import (
     UnbanUser,
     encode_ban,
     encode_delete,
+    encode_direct,
     encode_highlight,
     encode_modes,
     encode_ok,
@@ -48,6 +50,9 @@ from livechat.services.sessions import Session
 
 #: Actor recorded in the audit trail for the classifier's decisions.
 AUTOMOD: Final = "automod"
+#: A shadow-banned comment goes back to its author this long after its tombstone: past the
+#: tombstone's tick (tick_max_ms 250 ms, twice), so the author's client shows it again.
+SHADOW_RESEND_S: Final = 0.5
 
 
 def op_name(msg: ModeratorMessage) -> str:
@@ -273,10 +278,15 @@ class ModeratorActions:
 
     # -- classifier verdicts after broadcast ------------------------------------------------------
 
+    def _resend_to_author(self, stream: str, user_id: str, payload: bytes) -> None:
+        conns = self._ctx.sessions.conns_in(user_id, stream)
+        if conns:
+            self._ctx.outbox.send_many(conns, encode_direct(stream, [payload]))
+
     async def retro(self, item: ReviewItem, verdict: Verdict) -> None:
         """Apply a late classifier verdict: FLAG queues for review; REJECT and SHADOW_BAN tombstone the
-        comment live at once (SHADOW_BAN's tombstone tells the author's client to keep it), then
-        remove it from history; both are strikes."""
+        comment live at once (SHADOW_BAN's author gets it back directly), then remove it from
+        history; both are strikes."""
         ctx = self._ctx
         now = ctx.clock.time()
         if verdict.decision is Decision.FLAG:
@@ -294,8 +304,14 @@ class ModeratorActions:
             return
         shadow = verdict.decision is Decision.SHADOW_BAN
         room = ctx.rooms.get(item.stream)
-        tombstone = encode_delete(item.comment_id, item.user_id if shadow else None)
-        self._events.apply(item.stream, tombstone, local=True, removed=[item.comment_id])
+        # One plain tombstone for everyone: nothing in it names the author (a `keep: <id>` told a
+        # shadow-banned author they were). Their comment comes back to them directly once the
+        # tombstone's tick has gone out, as their shadowed comments always reach them.
+        self._events.apply(item.stream, encode_delete(item.comment_id), local=True, removed=[item.comment_id])
+        if shadow:
+            asyncio.get_running_loop().call_later(
+                SHADOW_RESEND_S, self._resend_to_author, item.stream, item.user_id, item.payload
+            )
         ctx.strike(item.user_id)
         await ctx.history.delete(item.stream, item.comment_id)
         if room is not None:

@@ -8,7 +8,10 @@ tombstone that is sent.
 
 Reputation: each REJECT/SHADOW_BAN is a strike; every strike lowers the classifier thresholds by
 ``strike_step`` (to ``min_threshold``), and from ``shadow_ban_strikes`` strikes on an offence is a
-SHADOW_BAN (the author keeps seeing their comments, nobody else does) instead of a REJECT.
+SHADOW_BAN (the author keeps seeing their comments, nobody else does) instead of a REJECT. That
+offence takes the user past ``shadow_ban_strikes``: from then on the user is shadow-banned, and
+EVERY comment of theirs is a SHADOW_BAN at the rules stage (clean ones too), so the ban is whole
+rather than a hole around the offending comment.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class Verdict:
 
 
 ACCEPTED: Final = Verdict(Decision.ACCEPT, "")
+#: Any comment of a shadow-banned user.
+SHADOWED: Final = Verdict(Decision.SHADOW_BAN, "shadow-banned user")
 
 
 class ModerationPipeline:
@@ -92,8 +97,15 @@ class ModerationPipeline:
     def offence(self, strikes: int) -> Decision:
         return Decision.SHADOW_BAN if strikes >= self._config.shadow_ban_strikes else Decision.REJECT
 
+    def shadow_banned(self, strikes: int) -> bool:
+        """Whether a user with ``strikes`` strikes has been shadow-banned (an offence at
+        ``shadow_ban_strikes`` or more took them past it)."""
+        return strikes > self._config.shadow_ban_strikes
+
     def screen(self, text: str, strikes: int) -> Verdict:
         """Rules stage, synchronous, before anything is stored or broadcast."""
+        if self.shadow_banned(strikes):
+            return SHADOWED
         hit, term = self.rules.check(text)
         if hit is RuleHit.NONE:
             return ACCEPTED
@@ -107,7 +119,9 @@ class ModerationPipeline:
             return []
         verdicts = []
         for (hit, term), user_strikes in zip(self.rules.check_many(texts), strikes, strict=True):
-            if hit is RuleHit.NONE:
+            if self.shadow_banned(user_strikes):
+                verdicts.append(SHADOWED)
+            elif hit is RuleHit.NONE:
                 verdicts.append(ACCEPTED)
             elif hit is RuleHit.BLOCK:
                 verdicts.append(Verdict(self.offence(user_strikes), f"blocked term {term!r}"))
