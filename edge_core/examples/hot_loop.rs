@@ -51,6 +51,7 @@ fn settings(mode: Mode) -> Settings {
         validate_msgpack: true,
         allowed_origins: Vec::new(),
         public_url: None,
+        trusted_proxies: Vec::new(),
     }
 }
 

@@ -46,4 +46,7 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     /// The URL viewers open (the page's origin), when the edge sits behind a proxy or a name.
     pub public_url: Option<String>,
+    /// CIDR blocks of reverse proxies whose `X-Forwarded-For` / `Forwarded` name the client
+    /// (`proto::proxy`); empty = those headers are ignored.
+    pub trusted_proxies: Vec<String>,
 }

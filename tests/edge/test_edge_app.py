@@ -55,10 +55,15 @@ async def test_open_message_close_events(start_app: StartApp) -> None:
     local_port = client.sock.getsockname()[1]
     assert (path, peer, auth) == ("/room/7?since=42", f"127.0.0.1:{local_port}", "Bearer abc")
 
-    proxied = await RawClient.connect(edge.port, extra=[("X-Forwarded-For", "203.0.113.9")])
+    # X-Forwarded-For from a peer that is not a trusted proxy (none are, by default) is ignored.
+    spoofed = await RawClient.connect(edge.port, extra=[("X-Forwarded-For", "203.0.113.9")])
     conn2, (path2, peer2, auth2) = await events.expect_open()
-    assert (path2, peer2, auth2) == ("/", "203.0.113.9", None)
+    assert (path2, peer2, auth2) == ("/", f"127.0.0.1:{spoofed.sock.getsockname()[1]}", None)
     assert conn2 != conn
+    proxy_edge, proxy_events = start_app(trusted_proxies=("127.0.0.1/32",))
+    await RawClient.connect(proxy_edge.port, extra=[("X-Forwarded-For", "1.1.1.1, 203.0.113.9")])
+    _, (_, peer3, _) = await proxy_events.expect_open()
+    assert peer3 == "203.0.113.9"
 
     sent: list[bytes | str] = [pack({"op": "post", "text": "hi"}), "plain text", "", pack(None), b"\x90"]
     for m in sent:
@@ -70,7 +75,7 @@ async def test_open_message_close_events(start_app: StartApp) -> None:
     client.send(client_frame(OP_CLOSE, close_payload(1000, "bye")))
     await client.expect_close(1000)
     assert await events.expect_close(conn) == (1000, "bye")
-    proxied.abort()
+    spoofed.abort()
     code, _reason = await events.expect_close(conn2)
     assert code == 1006, "a connection lost without a close frame reports 1006"
     events.assert_idle()

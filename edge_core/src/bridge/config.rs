@@ -8,6 +8,7 @@ use pyo3::types::PyDict;
 
 use crate::fanout::hub::TickTiming;
 use crate::proto::origin::{self, OriginPolicy};
+use crate::proto::proxy::TrustedProxies;
 use crate::server::ConnId;
 use crate::settings::{Mode, Settings};
 
@@ -39,6 +40,7 @@ const KEYS: &[&str] = &[
     "validate_msgpack",
     "allowed_origins",
     "public_url",
+    "trusted_proxies",
 ];
 
 fn get<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
@@ -95,6 +97,7 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<Settings> {
         validate_msgpack: get(&d, "validate_msgpack")?,
         allowed_origins: get(&d, "allowed_origins")?,
         public_url: get(&d, "public_url")?,
+        trusted_proxies: get(&d, "trusted_proxies")?,
     };
     if s.io_threads == 0 || s.io_threads > ConnId::MAX_THREADS {
         let max = ConnId::MAX_THREADS;
@@ -108,6 +111,8 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<Settings> {
     }
     OriginPolicy::new(&s.allowed_origins)
         .map_err(|e| PyValueError::new_err(format!("edge config: allowed_origins: {e}")))?;
+    TrustedProxies::new(&s.trusted_proxies)
+        .map_err(|e| PyValueError::new_err(format!("edge config: trusted_proxies: {e}")))?;
     if let Some(url) = &s.public_url {
         if origin::origin_of_url(url).is_none() {
             return Err(PyValueError::new_err(format!("edge config: public_url {url:?} is not an http(s) URL")));

@@ -15,7 +15,10 @@ pub struct Upgrade {
     pub accept_key: String,
     pub deflate: Option<(DeflateParams, String)>,
     pub authorization: Option<String>,
+    /// Every `X-Forwarded-For` header, joined with `, ` in order (read only from trusted proxies).
     pub forwarded_for: Option<String>,
+    /// Every `Forwarded` header (RFC 7239), joined likewise.
+    pub forwarded: Option<String>,
     /// The `Origin` header (browsers always send one; checked against the allow-list).
     pub origin: Option<String>,
 }
@@ -49,6 +52,18 @@ fn has_token(value: &[u8], token: &str) -> bool {
     value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// A repeated list header is one list (RFC 9110 §5.3): values joined with `, `, in order.
+fn append_list(list: &mut Option<String>, value: &[u8]) {
+    let Ok(value) = std::str::from_utf8(value) else { return };
+    match list {
+        Some(l) => {
+            l.push_str(", ");
+            l.push_str(value);
+        }
+        None => *list = Some(value.to_owned()),
+    }
+}
+
 /// `Sec-WebSocket-Accept` for a client key.
 pub fn accept_key(key: &[u8]) -> String {
     let mut h = Sha1::new();
@@ -74,7 +89,8 @@ pub fn parse(buf: &[u8], max_bytes: usize, allow_deflate: bool) -> Parsed {
     }
     let path = req.path.unwrap_or("/").to_owned();
     let (mut upgrade, mut connection, mut version, mut key, mut host) = (None, None, None, None, false);
-    let (mut authorization, mut forwarded_for, mut origin, mut origins) = (None, None, None, 0usize);
+    let (mut authorization, mut origin, mut origins) = (None, None, 0usize);
+    let (mut forwarded_for, mut forwarded): (Option<String>, Option<String>) = (None, None);
     let mut extensions: Vec<&str> = Vec::new();
     for h in req.headers.iter() {
         let name = h.name;
@@ -95,7 +111,9 @@ pub fn parse(buf: &[u8], max_bytes: usize, allow_deflate: bool) -> Parsed {
         } else if name.eq_ignore_ascii_case("authorization") {
             authorization = std::str::from_utf8(h.value).ok().map(str::to_owned);
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            forwarded_for = std::str::from_utf8(h.value).ok().map(str::to_owned);
+            append_list(&mut forwarded_for, h.value);
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            append_list(&mut forwarded, h.value);
         } else if name.eq_ignore_ascii_case("origin") {
             origins += 1;
             // Not UTF-8: kept as a value no allow-list entry can match.
@@ -138,7 +156,15 @@ pub fn parse(buf: &[u8], max_bytes: usize, allow_deflate: bool) -> Parsed {
     }
     let deflate = if allow_deflate { deflate::negotiate(extensions) } else { None };
     Parsed::Upgrade(
-        Box::new(Upgrade { path, accept_key: accept_key(key), deflate, authorization, forwarded_for, origin }),
+        Box::new(Upgrade {
+            path,
+            accept_key: accept_key(key),
+            deflate,
+            authorization,
+            forwarded_for,
+            forwarded,
+            origin,
+        }),
         consumed,
     )
 }
@@ -231,6 +257,16 @@ mod tests {
         assert!(resp.contains("server_no_context_takeover"));
         let Parsed::Upgrade(up, _) = parse(&r, 8192, false) else { panic!() };
         assert!(up.deflate.is_none());
+    }
+
+    #[test]
+    fn repeated_forwarding_headers_are_one_list_in_order() {
+        let r = req("X-Forwarded-For: 1.1.1.1\r\nForwarded: for=2.2.2.2\r\nx-forwarded-for: 3.3.3.3, 4.4.4.4\r\n");
+        let Parsed::Upgrade(up, _) = parse(&r, 8192, true) else { panic!("not upgraded") };
+        assert_eq!(up.forwarded_for.as_deref(), Some("1.1.1.1, 3.3.3.3, 4.4.4.4"));
+        assert_eq!(up.forwarded.as_deref(), Some("for=2.2.2.2"));
+        let Parsed::Upgrade(up, _) = parse(&req(""), 8192, true) else { panic!("not upgraded") };
+        assert_eq!((up.forwarded_for, up.forwarded), (None, None));
     }
 
     #[test]

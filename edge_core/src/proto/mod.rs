@@ -9,4 +9,5 @@ pub mod handshake;
 pub mod mask;
 pub mod msgpack;
 pub mod origin;
+pub mod proxy;
 pub mod utf8;

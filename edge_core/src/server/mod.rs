@@ -23,6 +23,7 @@ use crate::fanout::hub::HubState;
 use crate::fanout::tick::{self, SharedFrame};
 use crate::proto::deflate::Deflater;
 use crate::proto::origin::OriginPolicy;
+use crate::proto::proxy::TrustedProxies;
 use crate::settings::Settings;
 pub use conn_id::ConnId;
 pub use events::Event;
@@ -91,10 +92,13 @@ impl Edge {
             OriginPolicy::new(&settings.allowed_origins)
         }
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let proxies = TrustedProxies::new(&settings.trusted_proxies)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shared = Arc::new(Shared {
             static_files: std::sync::RwLock::new(std::collections::HashMap::new()),
             settings,
             origins,
+            proxies,
             hub: Mutex::new(HubState::default()),
             ticker_wake: Condvar::new(),
             events: EventSink::new()?,

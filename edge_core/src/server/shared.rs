@@ -9,6 +9,7 @@ use super::link::WorkerLink;
 use super::sync::lock;
 use crate::fanout::hub::HubState;
 use crate::proto::origin::OriginPolicy;
+use crate::proto::proxy::TrustedProxies;
 use crate::settings::Settings;
 
 /// A file served to plain GETs (the web page): content type and body.
@@ -21,6 +22,8 @@ pub struct Shared {
     pub settings: Settings,
     /// Who may upgrade (built at start: the default needs the bound port).
     pub origins: OriginPolicy,
+    /// Whose forwarding headers name the client (built at start from the settings).
+    pub proxies: TrustedProxies,
     pub hub: Mutex<HubState>,
     pub ticker_wake: Condvar,
     pub events: EventSink,

@@ -73,6 +73,10 @@ class EdgeConfig:
     # The URL viewers open, e.g. "https://chat.example.com/" (behind a proxy or a DNS name):
     # its origin is the default allow-list.
     public_url: str | None = None
+    # Reverse proxies (CIDR blocks, "10.0.0.0/8", "::1") whose X-Forwarded-For / Forwarded headers
+    # name the client; from any other peer those headers are ignored (anyone can write them).
+    # The client is the rightmost hop that is not one of these. Empty: the socket's peer always.
+    trusted_proxies: tuple[str, ...] = ()
 
     def to_core(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

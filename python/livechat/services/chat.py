@@ -57,7 +57,7 @@ from livechat.services.engagement import Engagement
 from livechat.services.fanout import Fanout
 from livechat.services.housekeeping import Housekeeping
 from livechat.services.idempotency import IdempotencyCache
-from livechat.services.limits import ErrorBudget, WriteLimits
+from livechat.services.limits import ErrorBudget, WriteLimits, client_ip
 from livechat.services.log_events import LogEvents
 from livechat.services.membership import Membership
 from livechat.services.moderation import Classifier, HttpClassifier, ModerationPipeline, ReviewQueue
@@ -253,15 +253,19 @@ class ChatService:
                 await self.on_messages(messages)
                 messages = []
             if kind == open_kind:
-                path_and_query, _peer, authorization = data
-                self.on_open(conn, path_and_query, authorization)
+                path_and_query, peer, authorization = data
+                self.on_open(conn, path_and_query, authorization, peer)
             elif kind == close_kind:
                 self.on_close(conn)
         if messages:
             await self.on_messages(messages)
 
-    def on_open(self, conn_id: int, path_and_query: str, authorization: str | None) -> bool:
-        """Authenticate a new connection. False (and the connection is being closed) when refused."""
+    def on_open(
+        self, conn_id: int, path_and_query: str, authorization: str | None, peer: str | None = None
+    ) -> bool:
+        """Authenticate a new connection from ``peer`` (the client's address as the edge gives it:
+        ``ip:port``, or a trusted proxy's client IP). False (and the connection is being closed)
+        when refused."""
         ctx = self._ctx
         try:
             principal = self._verifier.authenticate(path_and_query, authorization)
@@ -270,7 +274,7 @@ class ChatService:
             ctx.outbox.send(conn_id, encode_error(exc.code, exc.message))
             ctx.outbox.close(conn_id, exc.close_code, exc.message)
             return False
-        ctx.sessions.add(Session(conn_id, principal))
+        ctx.sessions.add(Session(conn_id, principal, address=client_ip(peer)))
         return True
 
     def on_close(self, conn_id: int) -> None:

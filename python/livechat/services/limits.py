@@ -4,6 +4,7 @@ the budgets of the other requests that cost the server (history pages, joins, re
 from __future__ import annotations
 
 import enum
+import ipaddress
 from typing import Final
 
 from livechat.config import LimitsConfig
@@ -109,15 +110,44 @@ _CONNECTION: Final = 0
 _OWNER: Final = 1
 
 
+#: Anonymous IPv6 clients share a budget per /64: one subscriber line is usually given a whole /64,
+#: so a per-address budget would give one client 2**64 of them.
+IPV6_BUDGET_PREFIX: Final = 64
+
+
+def client_ip(peer: str | None) -> str | None:
+    """The IP address in an edge peer (``1.2.3.4:5678``, ``[2001:db8::1]:5678``, or a bare IP
+    from a trusted proxy), in normal form (IPv4-mapped IPv6 as IPv4); None when there is none."""
+    if not peer:
+        return None
+    host = peer
+    if peer.startswith("["):
+        host = peer[1 : peer.find("]")]
+    elif peer.count(":") == 1:
+        host = peer.partition(":")[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
 def budget_owner(session: Session) -> str | None:
     """Whose per-user budget a session's requests take: the signed-in user's, else (anonymous) its
-    source address's; None when neither is known (then only the connection's budget applies)."""
+    source address's (IPv6: its /64); None when neither is known (then only the connection's
+    budget applies)."""
     user_id = session.principal.user_id
     if user_id is not None:
         return "u:" + user_id
-    # The connection's source address, when the session carries it (the edge's open event has it).
-    address = getattr(session, "address", None)
-    return f"a:{address}" if address else None
+    address = session.address
+    if address is None:
+        return None
+    if ":" in address:
+        network = ipaddress.ip_network(f"{address}/{IPV6_BUDGET_PREFIX}", strict=False)
+        return f"a:{network}"
+    return f"a:{address}"
 
 
 class RequestBudgets:

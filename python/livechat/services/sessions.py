@@ -26,6 +26,9 @@ class Session:
     # Moderation strikes of the user, read once per connection and kept current.
     strikes: int = 0
     strikes_loaded: bool = False
+    # The client's IP address (the edge's peer, or what a trusted proxy said: edge.trusted_proxies);
+    # None when unknown. Anonymous connections from one address share its budgets.
+    address: str | None = None
 
 
 def member_for(role: Role, follow_since: float | None) -> Member:

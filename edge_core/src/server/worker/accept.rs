@@ -119,9 +119,13 @@ impl Worker {
         match &self.messages {
             Messages::App(_) => {
                 let conn = &self.conns[slot];
-                let peer = up.forwarded_for.clone().unwrap_or_else(|| {
-                    conn.sock.peer_addr().map_or_else(|_| String::new(), |a: SocketAddr| a.to_string())
-                });
+                // The client's address: the socket's peer, or what a trusted proxy says it is.
+                let peer = conn.sock.peer_addr().map_or_else(
+                    |_| String::new(),
+                    |a: SocketAddr| {
+                        self.ctx.shared.proxies.client_address(a, up.forwarded_for.as_deref(), up.forwarded.as_deref())
+                    },
+                );
                 self.ctx.events.push(Event::Open {
                     id: conn.id,
                     path: up.path.clone(),
