@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from livechat.backends import open_meta
+from livechat.client import LiveChatClient, Notice, ServerError
 
 from tests.service.serve_process import Room, ServeProcess
 
@@ -92,3 +93,123 @@ async def test_shadow_ban_hides_every_later_comment_and_tells_nothing(room: Room
     everything = shady.events + shady.direct + shady.replies
     assert not any("keep" in e for e in everything)
     assert all(e.get("k") != "del" for e in shady.events)
+
+
+async def test_kick_closes_the_targets_connections_and_stores_no_ban(serve: ServeProcess, room: Room) -> None:
+    s = room.stream
+    target = await room.joined("kicked")
+    second_tab = await room.joined("kicked")
+    elsewhere = await serve.client("kicked")  # not in this stream: stays
+    await elsewhere.join(f"{s}-other")
+    viewer = await room.joined("bystander")
+    assert (await viewer.call("kick", stream=s, user="kicked"))["code"] == "forbidden"
+    mod = await room.joined("mod", streams={s: "moderator"})
+    assert (await mod.call("kick", stream=s, user="mod"))["code"] == "forbidden"
+    assert (await mod.call("kick", stream=s, user=f"owner-{s}"))["code"] == "forbidden"
+    ok = await mod.call("kick", stream=s, user="kicked")
+    assert ok == {"t": "ok", "rid": ok["rid"], "op": "kick"}
+    for tab in (target, second_tab):
+        assert (await tab.reply("notice"))["code"] == "kicked"
+        assert await tab.closed() == 4010
+    await room.watcher.event("kick", u="kicked")
+    assert (await elsewhere.call("ping"))["t"] == "pong"
+    back = await room.joined("kicked")  # no ban: straight back in, and may post
+    room.note(await room.post(back, "I'm back"))
+    meta = await open_meta(f"sqlite://{serve.data_dir}/livechat.db")
+    try:
+        assert await meta.get_ban(s, "kicked") is None
+    finally:
+        await meta.aclose()
+    await room.healthy()
+
+
+async def test_follow_satisfies_followers_only_and_is_stored(serve: ServeProcess, room: Room) -> None:
+    s = room.stream
+    assert (await room.poster.call("followers_only", stream=s, min_age=0))["t"] == "ok"
+    fan = await room.joined("fan")
+    assert (await room.post(fan, "let me in"))["code"] == "followers_only"
+    ok = await fan.call("follow", stream=s)
+    assert ok == {"t": "ok", "rid": ok["rid"], "op": "follow"}
+    room.note(await room.post(fan, "I follow now"))
+    anon = await room.joined(None)
+    assert (await anon.call("follow", stream=s))["code"] == "read_only"
+    meta = await open_meta(f"sqlite://{serve.data_dir}/livechat.db")
+    try:
+        assert await meta.followed_since(f"{s}", "fan") is not None
+    finally:
+        await meta.aclose()
+    assert (await fan.call("unfollow", stream=s))["op"] == "unfollow"
+    assert (await room.post(fan, "and now?"))["code"] == "followers_only"
+    assert (await room.poster.call("followers_only", stream=s, min_age=None))["t"] == "ok"
+    await room.healthy()
+
+
+async def test_moderation_queue_lists_flags_and_reports_and_resolves_them(room: Room) -> None:
+    s = room.stream
+    rude = await room.joined("rude")
+    kept = room.note(await room.post(rude, "you are all wrong"))
+    gone = room.note(await room.post(rude, "you are all wrong again"))
+    reporters = [await room.joined(f"rep{i}") for i in range(3)]
+    for comment in (kept, gone):
+        for reporter in reporters:  # 3 reports flag a comment
+            assert (await reporter.call("report", stream=s, id=comment, reason="rude"))["t"] == "ok"
+    assert (await reporters[0].call("report", stream=s, user="rude", reason="troll"))["t"] == "ok"
+    assert (await reporters[0].call("queue", stream=s))["code"] == "forbidden"
+    mod = await room.joined("qmod", streams={s: "moderator"})
+    page = await mod.call("queue", stream=s, limit=4)
+    assert page["t"] == "queue" and page["s"] == s and page["more"] is True
+    assert [(f["id"], f["u"], f["c"]["x"]) for f in page["flagged"]] == [
+        (kept, "rude", "you are all wrong"),
+        (gone, "rude", "you are all wrong again"),
+    ]
+    assert [r["by"] for r in page["reports"]] == ["rep0", "rep2", "rep1", "rep0"]
+    assert page["reports"][0]["c"] is None and page["reports"][0]["u"] == "rude"
+    rest = await mod.call("queue", stream=s, limit=4, before=page["reports"][-1]["id"])
+    assert len(rest["reports"]) == 3 and rest["more"] is False
+    assert (await mod.call("review", stream=s, id=kept, action="approve"))["op"] == "review"
+    assert (await mod.call("review", stream=s, id=gone, action="dismiss"))["op"] == "review"
+    await room.watcher.event("del", id=gone)
+    room.acked.remove(gone)
+    again = await mod.call("review", stream=s, id=kept, action="dismiss")
+    assert (again["code"], again["field"]) == ("not_found", "id")
+    assert (await mod.call("review", stream=s, id=kept, action="maybe"))["code"] == "bad_field"
+    assert (await mod.call("queue", stream=s))["flagged"] == []
+    history = {c["id"] for c in await room.history()}
+    assert kept in history and gone not in history
+
+
+async def test_python_client_follows_kicks_and_works_the_queue(serve: ServeProcess) -> None:
+    s = "py-client"
+    url = f"ws://127.0.0.1:{serve.port}/live"
+    owner = LiveChatClient(url, serve.token("py-owner", streams={s: "broadcaster"}))
+    fan = LiveChatClient(url, serve.token("py-fan"))
+    notices: list[Notice] = []
+    troll = LiveChatClient(
+        url, serve.token("py-troll"), on_event=lambda e: notices.append(e) if isinstance(e, Notice) else None
+    )
+    async with owner, fan, troll:
+        for client in (owner, fan, troll):
+            await client.join(s)
+        await owner.set_followers_only(s, 0)
+        with pytest.raises(ServerError) as refused:
+            await fan.post(s, "hi")
+        assert refused.value.code == "followers_only"
+        await fan.follow(s)
+        rude = await fan.post(s, "hi, I follow")
+        for reporter in ("r1", "r2", "r3"):
+            other = LiveChatClient(url, serve.token(reporter))
+            async with other:
+                await other.join(s)
+                await other.report(s, comment_id=rude.id, reason="rude")
+        page = await owner.queue(s, limit=10)
+        assert [f.comment.id for f in page.flagged] == [rude.id] and len(page.reports) == 3
+        assert page.flagged[0].comment.text == "hi, I follow" and not page.more
+        await owner.review(s, rude.id, approve=True)
+        assert (await owner.queue(s)).flagged == ()
+        await owner.kick(s, "py-troll")
+        for _ in range(50):
+            if any(n.code == "kicked" for n in notices):
+                break
+            await asyncio.sleep(0.05)
+        assert [n.code for n in notices] == ["kicked"]
+        assert troll.view(s) is None, "a kicked stream is not re-joined"

@@ -31,6 +31,7 @@ from livechat.client.events import (
     Unbanned,
     UnknownEvent,
 )
+from livechat.client.moderation import FlaggedItem, ModerationQueue, ReportItem
 from livechat.client.streams import StreamView
 
 __all__ = [
@@ -45,11 +46,13 @@ __all__ = [
     "Deleted",
     "Disconnected",
     "Event",
+    "FlaggedItem",
     "Gap",
     "Highlighted",
     "HistoryPage",
     "LiveChatClient",
     "LiveChatError",
+    "ModerationQueue",
     "Modes",
     "ModesChanged",
     "Notice",
@@ -57,6 +60,7 @@ __all__ = [
     "Purged",
     "Reconnected",
     "Reconnecting",
+    "ReportItem",
     "ServerError",
     "ServerErrorEvent",
     "Snapshot",

@@ -59,12 +59,14 @@ from livechat.client.events import (
     state_changed,
     stream_event,
 )
+from livechat.client.moderation import ModerationQueue
 from livechat.client.streams import SeenIds, StreamView
 from livechat.client.transport import Connector, Transport, TransportName
 from livechat.client.transport_factory import connector
 from livechat.config import ClientConfig
+from livechat.protocol.audience import KICKED_NOTICE
 from livechat.protocol.codes import REPLY_TYPES, CloseCode, MessageType, Op
-from livechat.protocol.rules import RID_MAX
+from livechat.protocol.rules import REVIEW_ACTIONS, RID_MAX
 
 log = logging.getLogger(__name__)
 
@@ -459,6 +461,13 @@ class LiveChatClient:
             message["user"] = user
         await self._request(lambda: dict(message))
 
+    async def follow(self, stream: str) -> None:
+        """Follow the channel ``stream`` belongs to (stored: followers-only mode counts from now)."""
+        await self._request(lambda: {"op": Op.FOLLOW, "stream": stream})
+
+    async def unfollow(self, stream: str) -> None:
+        await self._request(lambda: {"op": Op.UNFOLLOW, "stream": stream})
+
     # -- moderators and the broadcaster ------------------------------------------------------------
 
     async def _moderate(self, op: Op, stream: str, **fields: Any) -> None:
@@ -498,6 +507,22 @@ class LiveChatClient:
 
     async def set_comments(self, stream: str, enabled: bool) -> None:
         await self._moderate(Op.COMMENTS, stream, enabled=enabled)
+
+    async def kick(self, stream: str, user: str) -> None:
+        """Close ``user``'s connections in ``stream`` on every edge (no ban)."""
+        await self._moderate(Op.KICK, stream, user=user)
+
+    async def queue(self, stream: str, *, limit: int = 50, before: int | None = None) -> ModerationQueue:
+        """A page of the moderation queue: pending flagged comments and reports."""
+        message: dict[str, Any] = {"op": Op.QUEUE, "stream": stream, "limit": limit}
+        if before is not None:
+            message["before"] = before
+        return ModerationQueue.from_wire(await self._request(lambda: dict(message)))
+
+    async def review(self, stream: str, comment_id: int, *, approve: bool) -> None:
+        """Resolve a flagged comment: approve (it stays) or not (it is deleted)."""
+        action = REVIEW_ACTIONS[0] if approve else REVIEW_ACTIONS[1]
+        await self._moderate(Op.REVIEW, stream, id=comment_id, action=action)
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -556,6 +581,9 @@ class LiveChatClient:
         elif kind == MessageType.NOTICE:
             until = message.get("until")
             reason = message.get("reason")
+            if message.get("code") == KICKED_NOTICE:
+                # Kicked: the connection is being closed; coming back must be the user's choice.
+                self._views.pop(str(message.get("s", "")), None)
             self._emit(
                 Notice(
                     str(message.get("s", "")),

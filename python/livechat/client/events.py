@@ -233,7 +233,8 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """Something about this user: ``banned``, ``timed_out``, ``unbanned``."""
+    """Something about this user: ``banned``, ``timed_out``, ``unbanned``, ``kicked`` (the client
+    then does not re-join that stream after its reconnect)."""
 
     stream: str
     code: str

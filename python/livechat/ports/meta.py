@@ -96,6 +96,7 @@ class ModActionKind(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     SHADOW_BAN = "shadow_ban"
+    KICK = "kick"
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,8 @@ class CloseCode(IntEnum):
     # Set by the edge: send queue over its hard cap / no write progress (slow consumer).
     SLOW_CONSUMER = 4008
     WRITE_TIMEOUT = 4009
+    # A moderator kicked you from a stream you had joined (no ban: reconnecting is allowed).
+    KICKED = 4010
 
 
 class Op(StrEnum):
@@ -104,6 +106,14 @@ class Op(StrEnum):
     SLOW = "slow"
     FOLLOWERS_ONLY = "followers_only"
     COMMENTS = "comments"
+    # Disconnect a user's connections in a stream, on every edge (no ban).
+    KICK = "kick"
+    # The moderation queue: flagged comments and reports; a flagged comment approved or dismissed.
+    QUEUE = "queue"
+    REVIEW = "review"
+    # Follow / unfollow the channel a stream belongs to (followers-only mode).
+    FOLLOW = "follow"
+    UNFOLLOW = "unfollow"
 
 
 MODERATOR_OPS: Final = frozenset(
@@ -119,6 +129,9 @@ MODERATOR_OPS: Final = frozenset(
         Op.SLOW,
         Op.FOLLOWERS_ONLY,
         Op.COMMENTS,
+        Op.KICK,
+        Op.QUEUE,
+        Op.REVIEW,
     }
 )
 
@@ -136,10 +149,14 @@ class MessageType(StrEnum):
     HISTORY = "history"
     PONG = "pong"
     NOTICE = "notice"
+    # Reply to ``queue``: a page of the moderation queue.
+    QUEUE = "queue"
 
 
 #: Replies matched to a pending request by ``rid`` (a ``snapshot`` and an ``err`` are too, with more to do).
-REPLY_TYPES: Final = frozenset({MessageType.ACK, MessageType.OK, MessageType.HISTORY, MessageType.PONG})
+REPLY_TYPES: Final = frozenset(
+    {MessageType.ACK, MessageType.OK, MessageType.HISTORY, MessageType.PONG, MessageType.QUEUE}
+)
 
 #: The five room reactions: wire name -> the emoji a client shows.
 REACTIONS: Final[Mapping[str, str]] = {
@@ -164,6 +181,8 @@ class EventKind(StrEnum):
     MODES = "modes"
     # The server may have missed events of this stream (broker reconnect): rejoin with the last id.
     GAP = "gap"
+    # A user was kicked from the stream (their connections in it are closed on every edge).
+    KICK = "kick"
 
 
 #: Event kinds that travel on the priority lane (never skipped for slow consumers).
@@ -177,6 +196,7 @@ PRIORITY_EVENTS: Final = frozenset(
         EventKind.HIGHLIGHT,
         EventKind.MODES,
         EventKind.GAP,
+        EventKind.KICK,
     }
 )
 

@@ -18,17 +18,21 @@ from livechat.protocol.messages import (
     BanUser,
     ClientMessage,
     DeleteComment,
+    Follow,
     Highlight,
     History,
     Join,
+    Kick,
     Leave,
     Like,
+    ModQueue,
     PinComment,
     Ping,
     Post,
     PurgeUser,
     React,
     Report,
+    Review,
     SetComments,
     SetFollowersOnly,
     SetSlowMode,
@@ -42,6 +46,9 @@ from livechat.protocol.rules import (
     HISTORY_LIMIT_DEFAULT,
     HISTORY_LIMIT_MAX,
     ID_MAX,
+    QUEUE_LIMIT_DEFAULT,
+    QUEUE_LIMIT_MAX,
+    REVIEW_ACTIONS,
     RID_MAX,
     SLOW_MAX_S,
     STREAM_PATTERN,
@@ -102,6 +109,11 @@ class ClientDecoder:
             Op.SLOW: self._slow,
             Op.FOLLOWERS_ONLY: self._followers_only,
             Op.COMMENTS: self._comments,
+            Op.KICK: self._kick,
+            Op.QUEUE: self._queue,
+            Op.REVIEW: self._review,
+            Op.FOLLOW: self._follow,
+            Op.UNFOLLOW: self._follow,
         }
 
     def decode(self, data: bytes | str) -> ClientMessage:
@@ -290,3 +302,25 @@ class ClientDecoder:
         if type(enabled) is not bool:
             raise _bad("enabled", "true or false", rid)
         return SetComments(rid, stream, enabled)
+
+    def _kick(self, obj: dict[str, Any], rid: int | None, op: str) -> Kick:
+        return Kick(rid, self._stream(obj, rid), self._user(obj, rid))
+
+    def _queue(self, obj: dict[str, Any], rid: int | None, op: str) -> ModQueue:
+        stream = self._stream(obj, rid)
+        limit = obj.get("limit", QUEUE_LIMIT_DEFAULT)
+        if type(limit) is not int or not 0 < limit <= QUEUE_LIMIT_MAX:
+            raise _bad("limit", f"an integer in 1..{QUEUE_LIMIT_MAX}", rid)
+        return ModQueue(rid, stream, limit, self._id(obj, "before", rid, optional=True))
+
+    def _review(self, obj: dict[str, Any], rid: int | None, op: str) -> Review:
+        stream = self._stream(obj, rid)
+        comment_id = self._id(obj, "id", rid)
+        assert comment_id is not None
+        action = obj.get("action")
+        if action not in REVIEW_ACTIONS:
+            raise _bad("action", " or ".join(REVIEW_ACTIONS), rid)
+        return Review(rid, stream, comment_id, action == REVIEW_ACTIONS[0])
+
+    def _follow(self, obj: dict[str, Any], rid: int | None, op: str) -> Follow:
+        return Follow(rid, self._stream(obj, rid), op == Op.FOLLOW)

@@ -140,6 +140,43 @@ class SetComments:
     enabled: bool
 
 
+@dataclass(slots=True)
+class Kick:
+    rid: int | None
+    stream: str
+    user: str
+
+
+@dataclass(slots=True)
+class ModQueue:
+    """A page of the moderation queue: pending flagged comments (oldest first, ``limit``) and
+    reports (newest first, ``limit``, older than report id ``before``)."""
+
+    rid: int | None
+    stream: str
+    limit: int
+    before: int | None
+
+
+@dataclass(slots=True)
+class Review:
+    """A moderator's decision on a flagged comment: approve (it stays) or dismiss (it is deleted)."""
+
+    rid: int | None
+    stream: str
+    comment_id: int
+    approve: bool
+
+
+@dataclass(slots=True)
+class Follow:
+    """Follow (``on``) or unfollow the channel the stream belongs to."""
+
+    rid: int | None
+    stream: str
+    on: bool
+
+
 ModeratorMessage = (
     DeleteComment
     | PurgeUser
@@ -150,5 +187,8 @@ ModeratorMessage = (
     | SetSlowMode
     | SetFollowersOnly
     | SetComments
+    | Kick
+    | ModQueue
+    | Review
 )
-ClientMessage = Join | Leave | Post | React | Like | History | Ping | Report | ModeratorMessage
+ClientMessage = Join | Leave | Post | React | Like | History | Ping | Report | Follow | ModeratorMessage

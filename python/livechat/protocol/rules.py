@@ -16,6 +16,11 @@ SLOW_MAX_S: Final = 24 * 3600
 FOLLOW_AGE_MAX_S: Final = 5 * 365 * 24 * 3600
 BAN_REASON_MAX: Final = 200
 MENTIONS_MAX: Final = 10
+# A page of the moderation queue (``queue``): flagged comments and reports, each up to ``limit``.
+QUEUE_LIMIT_DEFAULT: Final = 50
+QUEUE_LIMIT_MAX: Final = 200
+# ``review``'s ``action``: approve (the flagged comment stays) or dismiss (it is deleted).
+REVIEW_ACTIONS: Final = ("approve", "dismiss")
 HISTORY_LIMIT_MAX: Final = 1000
 HISTORY_LIMIT_DEFAULT: Final = 50
 

@@ -14,18 +14,31 @@ from typing import Final
 
 from livechat.auth import ROLE_RANK
 from livechat.ports.errors import BackendError
-from livechat.ports.meta import Ban, FlaggedComment, ModAction, ModActionKind, Pin, Role, UserReport
+from livechat.ports.meta import (
+    Ban,
+    FlaggedComment,
+    FlagStatus,
+    ModAction,
+    ModActionKind,
+    Pin,
+    Role,
+    UserReport,
+)
 from livechat.protocol import (
     BanUser,
     DeleteComment,
     ErrorCode,
+    Follow,
     Highlight,
+    Kick,
     ModeratorMessage,
+    ModQueue,
     Op,
     PinComment,
     ProtocolError,
     PurgeUser,
     Report,
+    Review,
     SetComments,
     SetFollowersOnly,
     SetSlowMode,
@@ -41,6 +54,7 @@ from livechat.protocol import (
     encode_unban,
     unpackb,
 )
+from livechat.protocol.audience import encode_kick, encode_queue
 from livechat.services.context import ChatContext
 from livechat.services.limits import Budget
 from livechat.services.moderation import Decision, ReviewItem, Verdict
@@ -72,6 +86,9 @@ _OPS: Final[dict[type, str]] = {
     SetSlowMode: Op.SLOW,
     SetFollowersOnly: Op.FOLLOWERS_ONLY,
     SetComments: Op.COMMENTS,
+    Kick: Op.KICK,
+    ModQueue: Op.QUEUE,
+    Review: Op.REVIEW,
 }
 
 
@@ -101,7 +118,7 @@ class ModeratorActions:
             )
             return
         try:
-            await self._dispatch(room, actor, member.rank, msg)
+            reply = await self._dispatch(room, actor, member.rank, msg)
         except ProtocolError as error:
             ctx.reply_error(session.conn, error)
             return
@@ -110,11 +127,20 @@ class ModeratorActions:
                 session.conn, ProtocolError(ErrorCode.UNAVAILABLE, f"storage unavailable: {exc}", msg.rid)
             )
             return
-        if msg.rid is not None:
+        if reply is not None:
+            ctx.outbox.send(session.conn, reply)
+        elif msg.rid is not None:
             ctx.outbox.send(session.conn, encode_ok(msg.rid, op_name(msg)))
 
-    async def _dispatch(self, room: Room, actor: str, rank: int, msg: ModeratorMessage) -> None:
-        if isinstance(msg, DeleteComment):
+    async def _dispatch(self, room: Room, actor: str, rank: int, msg: ModeratorMessage) -> bytes | None:
+        """Run the action; the reply to send instead of ``ok`` (None: ``ok``)."""
+        if isinstance(msg, ModQueue):
+            return await self.queue(room, msg)
+        if isinstance(msg, Kick):
+            await self.kick(room, actor, rank, msg)
+        elif isinstance(msg, Review):
+            await self.review(room, actor, msg)
+        elif isinstance(msg, DeleteComment):
             await self.delete(room, actor, msg.comment_id, msg.rid)
         elif isinstance(msg, PurgeUser):
             await self.purge(room, actor, msg.user)
@@ -134,6 +160,85 @@ class ModeratorActions:
         else:
             assert isinstance(msg, SetComments)
             await self._set_modes(room, actor, comments_off=not msg.enabled)
+        return None
+
+    # -- kick, the moderation queue, follows -------------------------------------------------------
+
+    async def kick(self, room: Room, actor: str, rank: int, msg: Kick) -> None:
+        """Close the target's connections in the stream on every edge (the ``kick`` room event); no
+        ban is stored, so they may come straight back. The same role rule as a ban."""
+        if msg.user == actor:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "you cannot kick yourself", msg.rid)
+        if await self._target_rank(room.stream, msg.user) >= rank:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "only a stronger role can kick this user", msg.rid)
+        self._events.apply(room.stream, encode_kick(msg.user), local=True)
+        self._record(
+            ModAction(room.stream, actor, ModActionKind.KICK, self._ctx.clock.time(), target_user_id=msg.user)
+        )
+
+    async def queue(self, room: Room, msg: ModQueue) -> bytes:
+        """A page of the moderation queue: pending flagged comments, oldest first, and reports,
+        newest first, older than ``msg.before``."""
+        meta = self._ctx.meta
+        flagged = await meta.list_flagged(room.stream, msg.limit)
+        reports = await meta.list_reports(room.stream, msg.limit + 1, msg.before)
+        more = len(reports) > msg.limit
+        return encode_queue(msg.rid, room.stream, flagged, reports[: msg.limit], more)
+
+    async def review(self, room: Room, actor: str, msg: Review) -> None:
+        """Resolve a pending flagged comment: approve (it stays) or dismiss (it is deleted, as by
+        ``delete``). Two moderators at once: the first wins, the second gets ``not_found``."""
+        ctx = self._ctx
+        status = FlagStatus.APPROVED if msg.approve else FlagStatus.REJECTED
+        now = ctx.clock.time()
+        if not await ctx.meta.resolve_flag(room.stream, msg.comment_id, status, actor, now):
+            raise ProtocolError(
+                ErrorCode.NOT_FOUND, f"no pending flagged comment {msg.comment_id}", msg.rid, field="id"
+            )
+        if msg.approve:
+            kind = ModActionKind.APPROVE
+        else:
+            kind = ModActionKind.REJECT
+            try:
+                await self.delete(room, actor, msg.comment_id, msg.rid)
+            except ProtocolError:
+                pass  # already deleted (by a moderator or the classifier): dismissed all the same
+        self._record(ModAction(room.stream, actor, kind, now, target_comment_id=msg.comment_id))
+
+    async def follow(self, session: Session, msg: Follow) -> None:
+        """Follow or unfollow the channel of a joined stream (stored: followers-only mode reads it);
+        this edge's connections of the user take the new follow time at once, others on rejoin."""
+        ctx = self._ctx
+        room = ctx.rooms.get(msg.stream)
+        user = session.principal.user_id
+        op = Op.FOLLOW if msg.on else Op.UNFOLLOW
+        try:
+            if msg.stream not in session.streams or room is None:
+                raise ProtocolError(ErrorCode.NOT_JOINED, "join the stream first", msg.rid)
+            if user is None:
+                raise ProtocolError(ErrorCode.READ_ONLY, "anonymous viewers cannot follow", msg.rid)
+            channel = room.owner_id
+            since: float | None = None
+            if msg.on:
+                await ctx.meta.follow(channel, user, ctx.clock.time())
+                since = await ctx.meta.followed_since(channel, user)
+            else:
+                await ctx.meta.unfollow(channel, user)
+        except ProtocolError as error:
+            ctx.reply_error(session.conn, error)
+            return
+        except BackendError as exc:
+            ctx.reply_error(
+                session.conn, ProtocolError(ErrorCode.UNAVAILABLE, f"storage unavailable: {exc}", msg.rid)
+            )
+            return
+        for other in ctx.sessions.user_sessions(user):
+            for stream, member in other.streams.items():
+                joined = ctx.rooms.get(stream)
+                if joined is not None and joined.owner_id == channel:
+                    member.follow_since = since
+        if msg.rid is not None:
+            ctx.outbox.send(session.conn, encode_ok(msg.rid, op))
 
     async def _payload(self, room: Room, comment_id: int, rid: int | None) -> bytes:
         payload = room.recent.get(comment_id)

@@ -34,6 +34,7 @@ from livechat.ports.registry import Registry
 from livechat.protocol import (
     ClientDecoder,
     ErrorCode,
+    Follow,
     History,
     Join,
     Leave,
@@ -355,6 +356,8 @@ class ChatService:
             self._ctx.outbox.send(session.conn, encode_pong(msg.rid, int(self._ctx.clock.time() * 1000)))
         elif kind is Report:
             await self._actions.report(session, msg)
+        elif kind is Follow:
+            await self._actions.follow(session, msg)
         else:
             moderator_msg: ModeratorMessage = msg
             await self._actions.handle(session, moderator_msg)

@@ -1,11 +1,11 @@
 """What one room event does on this edge, wherever it came from.
 
-A moderation or room event (delete, purge, ban, unban, pin, highlight, modes) reaches an edge from
+A moderation or room event (delete, purge, ban, unban, kick, pin, highlight, modes) reaches an edge from
 its own moderator (``livechat.services.actions``, after the decision is stored) or from another
 edge (``livechat.services.remote``). Both hand it to ``RoomEvents.apply``, which changes the room
 (``Room.apply``), settles engagement counts, puts the event on the viewers' priority lane (which
-slow consumers never skip) and tells the users it concerns (ban and unban notices, a ban's
-disconnect). Comments take the posting path (``livechat.services.comments``), not this one.
+slow consumers never skip) and tells the users it concerns (ban, unban and kick notices, the
+disconnect of a ban or a kick). Comments take the posting path (``livechat.services.comments``), not this one.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from livechat.protocol import CloseCode, EventKind, encode_notice, unpackb
+from livechat.protocol.audience import KICKED_NOTICE
 from livechat.services.context import ChatContext
 from livechat.services.room import ban_expiry
 
@@ -63,6 +64,8 @@ class RoomEvents:
             self._enforce_ban(stream, str(event["u"]), event.get("until"), reason)
         elif kind == EventKind.UNBAN:
             self._notify(stream, str(event["u"]), encode_notice(stream, "unbanned", "you may comment again"))
+        elif kind == EventKind.KICK:
+            self._kick(stream, str(event["u"]))
         return gone
 
     def _notify(self, stream: str, user_id: str, data: bytes) -> list[int]:
@@ -70,6 +73,13 @@ class RoomEvents:
         if conns:
             self._ctx.outbox.send_many(conns, data)
         return conns
+
+    def _kick(self, stream: str, user_id: str) -> None:
+        """Close this edge's connections of ``user_id`` that joined ``stream`` (4010 after a
+        ``kicked`` notice); nothing is stored, so the user may reconnect and rejoin."""
+        notice = encode_notice(stream, KICKED_NOTICE, "a moderator removed you from the stream")
+        for conn in self._notify(stream, user_id, notice):
+            self._ctx.outbox.close(conn, CloseCode.KICKED, f"kicked from {stream}")
 
     def _enforce_ban(self, stream: str, user_id: str, until_ms: Any, reason: str | None) -> None:
         """Tell this edge's connections of ``user_id`` in ``stream`` about a ban or timeout. A

@@ -35,6 +35,7 @@ export const CLOSE = Object.freeze({
   TOO_MANY_ERRORS: 4005,
   SLOW_CONSUMER: 4008,
   WRITE_TIMEOUT: 4009,
+  KICKED: 4010,
 });
 export const ERROR = Object.freeze({
   BAD_FRAME: "bad_frame",
@@ -85,6 +86,11 @@ export const OP = Object.freeze({
   SLOW: "slow",
   FOLLOWERS_ONLY: "followers_only",
   COMMENTS: "comments",
+  KICK: "kick",
+  QUEUE: "queue",
+  REVIEW: "review",
+  FOLLOW: "follow",
+  UNFOLLOW: "unfollow",
 });
 export const MESSAGE = Object.freeze({
   TICK: "tick",
@@ -96,6 +102,7 @@ export const MESSAGE = Object.freeze({
   HISTORY: "history",
   PONG: "pong",
   NOTICE: "notice",
+  QUEUE: "queue",
 });
 export const EVENT = Object.freeze({
   COMMENT: "c",
@@ -107,6 +114,7 @@ export const EVENT = Object.freeze({
   HIGHLIGHT: "hl",
   MODES: "modes",
   GAP: "gap",
+  KICK: "kick",
 });
 export const STATE = Object.freeze({
   COUNTS: "n",
@@ -457,8 +465,17 @@ export class LiveChatClient extends EventTarget {
   history(stream, { before, limit } = {}) { return this.request(() => ({ op: OP.HISTORY, stream, before, limit })); }
   ping() { return this.request(() => ({ op: OP.PING })); }
   report(stream, fields) { return this.request(() => ({ op: OP.REPORT, stream, ...fields })); }
+  follow(stream) { return this.request(() => ({ op: OP.FOLLOW, stream })); }
+  unfollow(stream) { return this.request(() => ({ op: OP.UNFOLLOW, stream })); }
+  /** Moderators: a page of the moderation queue ({flagged, reports, more}); ``before``: a report id. */
+  queue(stream, { limit, before } = {}) { return this.request(() => ({ op: OP.QUEUE, stream, limit, before })); }
+  /** Moderators: approve (it stays) or dismiss (it is deleted) a flagged comment. */
+  review(stream, id, approve) {
+    return this.request(() => ({ op: OP.REVIEW, stream, id, action: approve ? "approve" : "dismiss" }));
+  }
+  kick(stream, user) { return this.request(() => ({ op: OP.KICK, stream, user })); }
 
-  /** Moderator / broadcaster operations: delete, purge, timeout, ban, unban, pin, unpin,
+  /** Moderator / broadcaster operations: delete, purge, timeout, ban, unban, kick, pin, unpin,
    * highlight, slow, followers_only, comments (fields as in docs/protocol.md §2). */
   moderate(op, stream, fields = {}) {
     return this.request(() => ({ op, stream, ...fields }));
@@ -482,7 +499,8 @@ export class LiveChatClient extends EventTarget {
       case MESSAGE.SNAPSHOT: return this.onSnapshot(msg);
       case MESSAGE.ERROR: return this.onError(msg);
       case MESSAGE.NOTICE: return this.emit("notice", { notice: msg });
-      case MESSAGE.ACK: case MESSAGE.OK: case MESSAGE.HISTORY: case MESSAGE.PONG: return this.resolve(msg.rid, msg);
+      case MESSAGE.ACK: case MESSAGE.OK: case MESSAGE.HISTORY: case MESSAGE.PONG: case MESSAGE.QUEUE:
+        return this.resolve(msg.rid, msg);
       default: return undefined;
     }
   }
