@@ -167,12 +167,22 @@ class RegistryState:
     # Drop emptied rate keys and expired counters every this many writes, so keys that are never
     # touched again do not pile up.
     SWEEP_EVERY = 8192
+    # A stream's unique-viewer counter (a 16 KiB HyperLogLog) is dropped once nobody has added to
+    # or read it for this long: an edge reads every open stream's count each engagement flush
+    # (0.25 s by default), so only streams no edge has open expire, with their names (issue 13:
+    # a client joining 50 000 stream names kept every counter). Checked at most every
+    # VIEWERS_SWEEP_S, on the registry's calls.
+    VIEWERS_IDLE_S = 60.0
+    VIEWERS_SWEEP_S = 5.0
 
     def __init__(self) -> None:
         self.connections: dict[str, tuple[dict[ConnectionRef, None], float]] = {}
         self.rates: dict[str, tuple[deque[float], float]] = {}
         self.recent: dict[str, deque[tuple[int, bytes]]] = {}
         self.viewers: dict[str, HyperLogLog] = {}
+        # stream -> when its counter was last added to or read
+        self.viewers_used: dict[str, float] = {}
+        self.viewers_swept = time.monotonic()
         self.counters: dict[str, tuple[int, float | None]] = {}
         self.hcounters: dict[str, dict[str, int]] = {}
         self.claims: dict[str, tuple[bytes, float]] = {}
@@ -198,6 +208,22 @@ class RegistryState:
             del self.claims[key]
         for key, edges in list(self.contributions.items()):
             self.live_contributions(key, edges, now)
+        self.expire_viewers(now)
+
+    def use_viewers(self, stream: str, now: float) -> HyperLogLog | None:
+        """The stream's counter (None: none yet), marked used; idle ones expire on the way."""
+        if now - self.viewers_swept >= self.VIEWERS_SWEEP_S:
+            self.expire_viewers(now)
+        hll = self.viewers.get(stream)
+        if hll is not None:
+            self.viewers_used[stream] = now
+        return hll
+
+    def expire_viewers(self, now: float) -> None:
+        self.viewers_swept = now
+        for stream in [s for s, used in self.viewers_used.items() if used <= now - self.VIEWERS_IDLE_S]:
+            del self.viewers_used[stream]
+            del self.viewers[stream]
 
     def live_contributions(self, key: str, edges: dict[str, tuple[int, float]], now: float) -> int:
         """Drop lapsed contributions under ``key``; the sum of the rest."""
@@ -229,6 +255,11 @@ class MemoryRegistry:
     def __init__(self, state: RegistryState) -> None:
         self._s = state
         self._closed = False
+
+    @property
+    def state(self) -> RegistryState:
+        """The shared state behind this registry (tests drive its expiry with ``sweep(now)``)."""
+        return self._s
 
     def _now(self) -> float:
         if self._closed:
@@ -305,18 +336,18 @@ class MemoryRegistry:
         return removed
 
     async def viewers_add(self, stream: str, viewer_ids: Sequence[str]) -> bool:
-        self._now()
-        hll = self._s.viewers.get(stream)
+        now = self._now()
+        hll = self._s.use_viewers(stream, now)
         if hll is None:
             hll = self._s.viewers[stream] = HyperLogLog()
+            self._s.viewers_used[stream] = now
         changed = False
         for viewer in viewer_ids:
             changed |= hll.add(viewer)
         return changed
 
     async def viewers_count(self, stream: str) -> int:
-        self._now()
-        hll = self._s.viewers.get(stream)
+        hll = self._s.use_viewers(stream, self._now())
         return 0 if hll is None else hll.count()
 
     async def incr(self, key: str, delta: int = 1, ttl_s: float | None = None) -> int:

@@ -56,8 +56,11 @@ from livechat.protocol.rules import (
     USER_ID_MAX,
 )
 
-# Validated stream names a decoder remembers before it starts over (a set lookup instead of a regex).
-STREAM_CACHE_MAX: Final = 65_536
+# Validated stream names a decoder remembers (a set lookup instead of a ~250 ns regex) before it
+# starts over. Kept as hashes, not names: a pruned stream's name is freed with its room (issue 13)
+# and the cache is ~0.5 MB at most. str hashes are SipHash keyed per process (PYTHONHASHSEED unset),
+# so a client cannot forge a name that passes as a validated one.
+STREAM_CACHE_MAX: Final = 8_192
 
 # Bound once: CPython 3.11 compiles `NAME.search(...)` on an imported NAME without the method-call
 # fast path, measured at +40 ns per post.
@@ -86,8 +89,8 @@ class ClientDecoder:
 
     def __init__(self, limits: DecoderLimits) -> None:
         self._text_max = limits.max_text_chars
-        # Stream names already validated (a set lookup instead of a regex per message).
-        self._streams: set[str] = set()
+        # hash() of stream names already validated (a set lookup instead of a regex per message).
+        self._streams: set[int] = set()
         self._ops: dict[str, Any] = {
             Op.JOIN: self._join,
             Op.LEAVE: self._leave,
@@ -148,13 +151,14 @@ class ClientDecoder:
         stream = obj.get("stream")
         if type(stream) is not str:
             raise _bad("stream", "1..128 characters of A-Z a-z 0-9 _ . : -", rid)
-        if stream in self._streams:
+        key = hash(stream)
+        if key in self._streams:
             return stream
         if _stream_pattern(stream) is None:
             raise _bad("stream", "1..128 characters of A-Z a-z 0-9 _ . : -", rid)
         if len(self._streams) >= STREAM_CACHE_MAX:
             self._streams.clear()
-        self._streams.add(stream)
+        self._streams.add(key)
         return stream
 
     @staticmethod
