@@ -1,4 +1,5 @@
-"""The ``livechat`` command: ``serve``, ``echo``, ``fanout``, ``token``, ``check-config``, ``migrate``.
+"""The ``livechat`` command: ``serve``, ``echo``, ``fanout``, ``token``, ``check-config``, ``migrate``,
+``follow`` and ``mod queue`` (``livechat.cli_audience``).
 
 Every option's default is read from ``livechat.config``; the configuration a command runs with is
 defaults < ``--config`` TOML file < ``LIVECHAT_*`` environment < flags and ``--set`` (see
@@ -318,8 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(migrate)
     add_flags(migrate, MIGRATE_FLAGS)
 
+    from livechat.cli_audience import add_parsers
     from livechat.workers.cli import add_worker_parser
 
+    add_parsers(sub)
     add_worker_parser(sub)
     return parser
 
@@ -336,6 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args)
     if args.command == "migrate":
         return _migrate(args)
+    if args.command in ("follow", "mod"):
+        from livechat.cli_audience import run
+
+        return run(args)
     if args.command == "worker":
         from livechat.workers.cli import run_worker
 

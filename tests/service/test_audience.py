@@ -5,6 +5,10 @@ and mentions, stored highlights, kick, follow, the moderation queue, likes after
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,3 +217,34 @@ async def test_python_client_follows_kicks_and_works_the_queue(serve: ServeProce
             await asyncio.sleep(0.05)
         assert [n.code for n in notices] == ["kicked"]
         assert troll.view(s) is None, "a kicked stream is not re-joined"
+
+
+def livechat(*args: str) -> str:
+    """Run the ``livechat`` command; its stdout (fails the test on a non-zero exit)."""
+    done = subprocess.run([sys.executable, "-m", "livechat.cli", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_cli_follow_satisfies_followers_only_and_mod_queue_lists(
+    serve: ServeProcess, room: Room
+) -> None:
+    s, data = room.stream, str(serve.data_dir)
+    assert (await room.poster.call("followers_only", stream=s, min_age=3600))["t"] == "ok"
+    fan = await room.joined("cli-fan")
+    assert (await room.post(fan, "hello"))["code"] == "followers_only"
+    # An unregistered stream is its own channel; an imported follow keeps its age.
+    out = livechat("follow", s, "cli-fan", "--since", str(time.time() - 7200), "--data-dir", data)
+    assert out.startswith(f"cli-fan follows {s} since ")
+    late = await room.joined("cli-fan")  # a join reads the follow
+    room.note(await room.post(late, "followed for two hours"))
+    rude = room.note(await room.post(late, "something rude"))
+    for i in range(3):
+        reporter = await room.joined(f"cli-rep{i}")
+        assert (await reporter.call("report", stream=s, id=rude, reason=f"rude {i}"))["t"] == "ok"
+    page = json.loads(livechat("mod", "queue", s, "--json", "--limit", "2", "--data-dir", data))
+    assert [(f["id"], f["user"], f["text"]) for f in page["flagged"]] == [(rude, "cli-fan", "something rude")]
+    assert [r["by"] for r in page["reports"]] == ["cli-rep2", "cli-rep1"] and page["more"] is True
+    assert "comment" in livechat("mod", "queue", s, "--data-dir", data)
+    assert livechat("follow", s, "cli-fan", "--unfollow", "--data-dir", data) == f"cli-fan unfollowed {s}\n"
+    await room.healthy()
