@@ -15,16 +15,32 @@ use crate::proto::msgpack as mp;
 pub struct TickTiming {
     pub min: Duration,
     pub max: Duration,
-    /// Frame deliveries per second one stream may cost before its ticks stretch toward `max`.
+    /// A cap: frame deliveries per second one stream may cost (0 = no cap). Pacing by measured
+    /// write time comes first; this only bounds a stream that the machine could serve faster.
     pub budget_deliveries: u64,
 }
 
 impl TickTiming {
-    /// Shortest gap between two frames of a stream with `subscribers` subscribers: a stream of
-    /// 15 000 viewers at a 300 000/s budget ticks at most every 50 ms; a small room every `min`.
+    /// Shortest gap the budget cap allows between two frames of a stream with `subscribers`
+    /// subscribers, within `min..=max`: 15 000 viewers at a 300 000/s cap = 50 ms.
     pub fn interval(&self, subscribers: u32) -> Duration {
-        let per_frame = Duration::from_micros(u64::from(subscribers) * 1_000_000 / self.budget_deliveries.max(1));
+        let per_frame = match self.budget_deliveries {
+            0 => Duration::ZERO,
+            b => Duration::from_micros(u64::from(subscribers) * 1_000_000 / b),
+        };
         per_frame.clamp(self.min, self.max)
+    }
+
+    /// When a stream's next tick is due, given its previous one went at `last` and the I/O
+    /// threads finished writing it at `written` (`None`: still writing).
+    ///
+    /// Guarantees: never before `last + interval(subscribers)` (so never before `min`, nor past
+    /// the budget cap); as soon as that once the previous frame is written; while it is still
+    /// being written, not before `last + max` (writing that falls behind stretches the ticks,
+    /// and `max` bounds the stretch so one stalled thread cannot hold a stream's news back).
+    pub fn due(&self, last: Instant, subscribers: u32, written: Option<Instant>) -> Instant {
+        let floor = last + self.interval(subscribers);
+        floor.max(written.unwrap_or(last + self.max))
     }
 }
 
@@ -51,6 +67,10 @@ struct Stream {
     dirty: bool,
     last_flush: Option<Instant>,
     subscribers: u32,
+    /// I/O threads still writing this stream's previous frames (0 = all written).
+    writing: u32,
+    /// When the last of them finished (`None` while `writing > 0`).
+    written_at: Option<Instant>,
 }
 
 /// One stream's tick, taken out of the hub, ready to be framed.
@@ -85,6 +105,10 @@ pub struct HubState {
     dirty: Vec<u32>,
     next_id: u32,
     pub events_published: u64,
+    /// Frames dispatched and fully written by every I/O thread, and the time that took (sum):
+    /// the measured write time per frame that paces the ticks.
+    pub frames_written: u64,
+    pub write_ns: u64,
 }
 
 impl HubState {
@@ -108,6 +132,8 @@ impl HubState {
                 dirty: false,
                 last_flush: None,
                 subscribers: 0,
+                writing: 0,
+                written_at: None,
             },
         );
         id
@@ -169,14 +195,22 @@ impl HubState {
     }
 
     /// Take every tick due at `now` (priority frame first) and return when the next is due.
-    pub fn take_due(&mut self, now: Instant, timing: &TickTiming, out: &mut Vec<DueTick>) -> Option<Instant> {
+    /// `writers` I/O threads will each report the taken frames written (`frames_written`).
+    pub fn take_due(
+        &mut self,
+        now: Instant,
+        timing: &TickTiming,
+        writers: u32,
+        out: &mut Vec<DueTick>,
+    ) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut still_dirty = Vec::new();
         for id in std::mem::take(&mut self.dirty) {
             let Some(s) = self.streams.get_mut(&id) else {
                 continue;
             };
-            let due_at = s.last_flush.map_or(now, |t| t + timing.interval(s.subscribers));
+            let written = if s.writing == 0 { s.written_at } else { None };
+            let due_at = s.last_flush.map_or(now, |t| timing.due(t, s.subscribers, written));
             if due_at > now {
                 next = Some(next.map_or(due_at, |n| n.min(due_at)));
                 still_dirty.push(id);
@@ -184,6 +218,7 @@ impl HubState {
             }
             s.dirty = false;
             s.last_flush = Some(now);
+            let before = out.len();
             if s.priority.count > 0 {
                 let (events, count) = s.priority.take();
                 s.seq += 1;
@@ -211,9 +246,37 @@ impl HubState {
                     priority: false,
                 });
             }
+            if out.len() > before {
+                // Overlapping dispatches (past `max`) add up: written once all are.
+                s.writing += writers;
+                s.written_at = None;
+            }
         }
         self.dirty = still_dirty;
         next
+    }
+
+    /// One I/O thread has written (or queued, for a slow consumer) the frames of these streams
+    /// it was handed, each (stream, when the ticker sent it). Returns true when a stream with
+    /// news waiting is now free, so the ticker should be woken.
+    pub fn frames_written(&mut self, done: &[(u32, Instant)], now: Instant) -> bool {
+        let mut wake = false;
+        for (id, sent) in done {
+            let Some(s) = self.streams.get_mut(id) else {
+                continue;
+            };
+            if s.writing == 0 {
+                continue;
+            }
+            s.writing -= 1;
+            if s.writing == 0 {
+                s.written_at = Some(now);
+                self.frames_written += 1;
+                self.write_ns += now.saturating_duration_since(*sent).as_nanos() as u64;
+                wake |= s.dirty;
+            }
+        }
+        wake
     }
 
     /// Whether anything is waiting (shutdown flushes until this is false).
@@ -228,37 +291,92 @@ mod tests {
 
     const T: TickTiming =
         TickTiming { min: Duration::from_millis(10), max: Duration::from_millis(100), budget_deliveries: 300_000 };
+    const UNCAPPED: TickTiming = TickTiming { budget_deliveries: 0, ..T };
 
-    #[test]
-    fn interval_scales_with_audience() {
-        assert_eq!(T.interval(10), Duration::from_millis(10));
-        assert_eq!(T.interval(15_000), Duration::from_millis(50));
-        assert_eq!(T.interval(1_000_000), Duration::from_millis(100));
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
     #[test]
-    fn first_event_goes_at_once_then_batches() {
+    fn budget_cap_scales_with_audience() {
+        assert_eq!(T.interval(10), ms(10));
+        assert_eq!(T.interval(15_000), ms(50));
+        assert_eq!(T.interval(1_000_000), ms(100));
+        assert_eq!(UNCAPPED.interval(1_000_000), ms(10));
+    }
+
+    #[test]
+    fn due_rule() {
+        let t0 = Instant::now();
+        // Written quickly: due at min.
+        assert_eq!(UNCAPPED.due(t0, 15_000, Some(t0 + ms(3))), t0 + ms(10));
+        // Written slowly: due as soon as written (the measured write time is the spacing).
+        assert_eq!(UNCAPPED.due(t0, 15_000, Some(t0 + ms(70))), t0 + ms(70));
+        // Still writing: not before max.
+        assert_eq!(UNCAPPED.due(t0, 15_000, None), t0 + ms(100));
+        // The budget stays a cap: written fast, still not before subscribers / budget.
+        assert_eq!(T.due(t0, 15_000, Some(t0 + ms(3))), t0 + ms(50));
+        assert_eq!(T.due(t0, 15_000, Some(t0 + ms(70))), t0 + ms(70));
+    }
+
+    #[test]
+    fn first_event_goes_at_once_then_waits_for_the_writers() {
         let mut h = HubState::default();
         let id = h.intern("s");
         h.add_subscribers(id, 15_000);
         let t0 = Instant::now();
         assert!(h.publish(id, &[0x01], false));
         let mut due = Vec::new();
-        assert_eq!(h.take_due(t0, &T, &mut due), None);
+        assert_eq!(h.take_due(t0, &UNCAPPED, 2, &mut due), None);
         assert_eq!((due.len(), due[0].count, due[0].seq), (1, 1, 1));
         due.clear();
         h.publish(id, &[0x02], false);
         h.publish(id, &[0x03], true);
         h.set_state(id, "n", &[0x05]);
         h.set_state(id, "n", &[0x06]);
-        let next = h.take_due(t0 + Duration::from_millis(20), &T, &mut due);
-        assert_eq!(next, Some(t0 + Duration::from_millis(50)));
+        // Past min, but two threads are still writing frame 1: due at max at the latest.
+        assert_eq!(h.take_due(t0 + ms(20), &UNCAPPED, 2, &mut due), Some(t0 + ms(100)));
         assert!(due.is_empty());
-        h.take_due(t0 + Duration::from_millis(50), &T, &mut due);
+        assert!(!h.frames_written(&[(id, t0)], t0 + ms(30)), "one of two threads done");
+        assert_eq!(h.take_due(t0 + ms(31), &UNCAPPED, 2, &mut due), Some(t0 + ms(100)));
+        assert!(h.frames_written(&[(id, t0)], t0 + ms(40)), "the last thread frees a stream with news");
+        assert_eq!((h.frames_written, h.write_ns), (1, 40_000_000));
+        h.take_due(t0 + ms(40), &UNCAPPED, 2, &mut due);
         assert_eq!(due.len(), 2);
         assert!(due[0].priority && due[0].events == [0x03] && due[0].seq == 2);
         assert!(!due[1].priority && due[1].events == [0x02] && due[1].seq == 3);
         assert_eq!(&*due[1].state[0].1, &[0x06]);
         assert!(!h.has_pending());
+    }
+
+    #[test]
+    fn a_quick_write_leaves_min_as_the_spacing() {
+        let mut h = HubState::default();
+        let id = h.intern("s");
+        h.add_subscribers(id, 5);
+        let t0 = Instant::now();
+        let mut due = Vec::new();
+        h.publish(id, &[0x01], false);
+        h.take_due(t0, &UNCAPPED, 1, &mut due);
+        h.frames_written(&[(id, t0)], t0 + ms(1));
+        h.publish(id, &[0x02], false);
+        assert_eq!(h.take_due(t0 + ms(2), &UNCAPPED, 1, &mut due), Some(t0 + ms(10)));
+    }
+
+    #[test]
+    fn writing_that_falls_behind_stretches_to_max_and_overlaps_add_up() {
+        let mut h = HubState::default();
+        let id = h.intern("s");
+        let t0 = Instant::now();
+        let mut due = Vec::new();
+        h.publish(id, &[0x01], false);
+        h.take_due(t0, &UNCAPPED, 1, &mut due);
+        h.publish(id, &[0x02], false);
+        h.take_due(t0 + ms(100), &UNCAPPED, 1, &mut due);
+        assert_eq!(due.len(), 2, "past max the next frame goes even though the first is unwritten");
+        h.publish(id, &[0x03], false);
+        assert!(!h.frames_written(&[(id, t0)], t0 + ms(120)), "one of two dispatches written");
+        assert!(h.frames_written(&[(id, t0 + ms(100))], t0 + ms(130)));
+        assert_eq!(h.take_due(t0 + ms(129), &UNCAPPED, 1, &mut due), Some(t0 + ms(130)));
     }
 }

@@ -15,7 +15,8 @@ pub enum Cmd {
     SendMany(Vec<ConnId>, Arc<SharedFrame>),
     SendBatch(Vec<(ConnId, Arc<SharedFrame>)>),
     Close(ConnId, u16, String),
-    Ticks(Arc<Vec<(u32, Arc<SharedFrame>)>>),
+    /// One tick's frames (stream id, frame) and when the ticker sent them.
+    Ticks(Arc<Vec<(u32, Arc<SharedFrame>)>>, std::time::Instant),
     /// Stop accepting, close every connection with 1001, exit once empty or after the drain time.
     Shutdown(std::time::Duration),
 }

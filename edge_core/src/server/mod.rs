@@ -285,7 +285,7 @@ fn run_ticker(shared: &Shared) {
     loop {
         let now = Instant::now();
         let stopping = shared.stopped.load(Ordering::SeqCst);
-        let next = hub.take_due(now, &s.tick, &mut due);
+        let next = hub.take_due(now, &s.tick, shared.workers.len() as u32, &mut due);
         if !due.is_empty() {
             drop(hub);
             let build_start = Instant::now();
@@ -300,8 +300,9 @@ fn run_ticker(shared: &Shared) {
             shared.tick_build_ns.fetch_add(build_start.elapsed().as_nanos() as u64, Ordering::Relaxed);
             shared.ticks.fetch_add(1, Ordering::Relaxed);
             let frames = Arc::new(frames);
+            let sent = Instant::now();
             for w in &shared.workers {
-                w.send(Cmd::Ticks(frames.clone()));
+                w.send(Cmd::Ticks(frames.clone(), sent));
             }
             hub = shared.hub();
             continue;

@@ -43,8 +43,11 @@ impl Worker {
                         self.begin_close(slot, code, &reason);
                     }
                 }
-                Cmd::Ticks(frames) => {
+                Cmd::Ticks(frames, sent) => {
                     for (stream, f) in frames.iter() {
+                        // Reported written after this pass's flush (even with no subscriber
+                        // here): the ticker paces the stream by it.
+                        self.written.push((*stream, sent));
                         let Some(list) = self.streams.get(stream) else {
                             continue;
                         };

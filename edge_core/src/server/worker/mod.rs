@@ -65,6 +65,9 @@ pub struct Worker {
     /// What data messages do: chosen once from the mode, so the decode loop never asks.
     messages: Messages,
     dirty: Vec<usize>,
+    /// Tick frames handed to this thread in this loop pass (stream, sent at): reported written
+    /// to the hub once the pass has flushed them.
+    written: Vec<(u32, Instant)>,
     again: Vec<usize>,
     cmds: Vec<Cmd>,
     start: Instant,
@@ -88,6 +91,7 @@ impl Worker {
             ctx: Ctx { shared, scratch: Scratch::default(), replies: Vec::new(), events: Vec::new() },
             messages,
             dirty: Vec::new(),
+            written: Vec::new(),
             again: Vec::new(),
             cmds: Vec::new(),
             start: Instant::now(),
@@ -143,6 +147,7 @@ impl Worker {
                 self.on_readable(slot, true);
             }
             self.flush_dirty();
+            self.report_written();
             self.ctx.shared.events.push_batch(&mut self.ctx.events);
             if self.now_ms >= next_sweep {
                 self.sweep();

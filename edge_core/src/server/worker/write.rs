@@ -80,6 +80,21 @@ impl Worker {
         }
     }
 
+    /// Tell the hub this thread is done with the tick frames it got this pass: every local
+    /// subscriber's copy is written, or queued behind a full socket (a slow consumer does not
+    /// hold the stream back: its queue skips stale ticks).
+    pub(super) fn report_written(&mut self) {
+        if self.written.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let done = std::mem::take(&mut self.written);
+        self.ctx.shared.with_hub(|h| h.frames_written(&done, now));
+        let mut done = done;
+        done.clear();
+        self.written = done;
+    }
+
     pub(super) fn flush(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
