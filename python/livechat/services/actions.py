@@ -152,6 +152,8 @@ class ModeratorActions:
             await self.pin(room, actor, msg.comment_id, msg.rid)
         elif isinstance(msg, Highlight):
             await self._payload(room, msg.comment_id, msg.rid)
+            # Stored first, like a pin: a room loaded later (a restart, another edge) lists it.
+            await self._ctx.meta.add_highlight(room.stream, msg.comment_id)
             self._events.apply(room.stream, encode_highlight(msg.comment_id), local=True)
         elif isinstance(msg, SetSlowMode):
             await self._set_modes(room, actor, slow_seconds=msg.seconds)
