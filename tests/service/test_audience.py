@@ -309,3 +309,30 @@ async def test_mentions_list_only_users_that_exist(room: Room) -> None:
     room.note(await room.post(talker, "hi @ann and @nobody-at-all"))
     (comment,) = await room.watcher.comments(1)
     assert comment["m"] == ["ann"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reactions.py refuses likes of comments the room loaded from history (H-12 report: patch item8)",
+)
+async def test_comments_from_before_a_restart_can_be_liked(tmp_path: Path) -> None:
+    proc = ServeProcess(tmp_path / "data", *serve_args()).start()
+    try:
+        owner = await proc.client("like-owner", streams={"likes": "broadcaster"})
+        await owner.join("likes")
+        old = await owner.call("post", stream="likes", text="from before", cmid="l1")
+        assert old["t"] == "ack"
+        await owner.close()
+    finally:
+        proc.stop()
+    proc = ServeProcess(tmp_path / "data", *serve_args()).start()
+    try:
+        fan = await proc.client("like-fan")
+        assert [c["id"] for c in (await fan.join("likes"))["recent"]] == [old["id"]]
+        reply = await fan.call("like", stream="likes", id=old["id"])
+        assert reply.get("op") == "like", reply
+        await fan.slot("likes", "likes", lambda v: v.get(old["id"]) == 1)
+        assert (await fan.call("react", stream="likes", emoji="heart"))["op"] == "react"
+    finally:
+        await Client.close_all()
+        proc.stop()
