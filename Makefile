@@ -6,7 +6,7 @@ PY_PATHS := $(wildcard python tests bench loadtest pyext/*.py)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help install pyext redis chromium serve test test-rust test-py lint lint-rust lint-python stubtest bench loadgen bench-fanout loadtest autobahn clean
-.PHONY: services services-down cluster cluster-down
+.PHONY: services services-down cluster cluster-down faults soak
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -69,6 +69,16 @@ loadtest: ## a 3-minute locust run with 2 000 users against a fresh `livechat se
 
 loadgen: ## the compiled viewer load generator the fan-out bench uses (bench/loadgen_rs)
 	cargo build -q --release -p lc-loadgen
+
+faults: install services ## long fault-injection run: every link x toxic, kill -9/SIGSTOP of an edge and the persist worker, 300 viewers (~15 min)
+	rm -f bench/results/faults-long.jsonl
+	LIVECHAT_FAULTS=long LIVECHAT_FAULTS_REPORT=bench/results/faults-long.jsonl $(PY) -m pytest -q tests/faults/test_faults.py
+	$(PY) -m tests.faults.report bench/results/faults-long.jsonl
+
+soak: install services ## 30 minutes of steady mixed load on the cluster: RSS drift < 5 %, no errors, nothing lost
+	rm -f bench/results/soak.jsonl
+	LIVECHAT_FAULTS=soak LIVECHAT_FAULTS_REPORT=bench/results/soak.jsonl $(PY) -m pytest -q tests/faults/test_faults.py
+	$(PY) -m tests.faults.report bench/results/soak.jsonl
 
 bench-fanout: loadgen ## livechat fanout vs picows vs websockets, 15 000 viewers (about 6 minutes)
 	$(PY) -m bench.fanout --loadgen rust --wait-quiet 120

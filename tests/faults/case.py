@@ -50,7 +50,7 @@ class Load:
 class Fault:
     """What breaks: ``target`` is a link (kafka, redis, cassandra, postgres) with a Toxiproxy
     ``action`` (latency, reset_peer, timeout, down), or a process (edge, persist) with kill9 or
-    stop (SIGSTOP, then SIGCONT at healing)."""
+    stop (SIGSTOP, then SIGCONT at healing); ``none`` breaks nothing for ``fault_s`` (the soak)."""
 
     target: str
     action: str
@@ -63,14 +63,34 @@ class Fault:
         return f"{self.target}-{self.action}"
 
 
-def _rss_peak_mb(pid: int) -> float:
+def _status_mb(pid: int, field: str) -> float:
+    """``VmHWM`` (peak RSS) or ``VmRSS`` of a process, in MiB (0 when it is gone)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+async def _sample_rss(fc: FaultCluster, every_s: float, into: list[dict[str, float]]) -> None:
+    while True:
+        into.append({name: _status_mb(pid, "VmRSS") for name, pid in fc.pids().items()})
+        await asyncio.sleep(every_s)
+
+
+def rss_drift(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Per process, the RSS change from the end of the first sixth of the run (start-up and
+    warm-up caches filled) to the end, in % (the soak's < 5 % rule)."""
+    if len(samples) < 6:
+        return {}
+    base, last = samples[len(samples) // 6], samples[-1]
+    return {
+        name: round(100.0 * (last[name] - base[name]) / base[name], 1)
+        for name in base
+        if base[name] and last.get(name)
+    }
 
 
 class FaultCluster:
@@ -109,6 +129,12 @@ class FaultCluster:
                 self.links.heal(fault.target)
 
             return heal_link
+        if fault.target == "none":  # the soak: steady load, nothing breaks
+
+            async def nothing() -> None:
+                pass
+
+            return nothing
         if fault.target == "edge":
             edge = self.edges[0]
             assert edge.proc is not None
@@ -152,6 +178,7 @@ class FaultCluster:
     async def history(self, stream: str) -> set[int]:
         """Every comment id history serves for ``stream`` (paged through an edge, as a client does)."""
         tok = token(self.cluster.secret, "auditor", "broadcaster")
+        deadline = time.monotonic() + HISTORY_CATCH_UP_S
         for attempt in range(EDGES):
             url = f"{self.urls()[attempt]}?token={tok}"
             try:
@@ -168,7 +195,12 @@ class FaultCluster:
                         fields["before"] = before
                     page = await wire.call("history", 10.0, **fields)
                     if page.get("t") != "history":
-                        if page.get("code") == "rate_limited":
+                        # Told to come back (history still reconnecting after an outage, or
+                        # budgets): as a client does, until the catch-up deadline.
+                        if (
+                            page.get("code") in ("rate_limited", "unavailable")
+                            and time.monotonic() < deadline
+                        ):
                             await asyncio.sleep(float(page.get("retry_ms", 500)) / 1000)
                             continue
                         raise AssertionError(f"history refused: {page}")
@@ -212,8 +244,10 @@ async def run_case(
     streams = [f"f-{tag}-{i}" for i in range(load.streams)]
     edges = Edges(fc.urls())
     secret = fc.cluster.secret
+    # Viewer i watches stream i % streams from edge (i // streams) % EDGES: every stream is open
+    # on every edge (with as many streams as edges, i % EDGES would pin each stream to one edge).
     viewers = [
-        Viewer(f"v-{tag}-{i}", streams[i % load.streams], edges, i % EDGES, secret)
+        Viewer(f"v-{tag}-{i}", streams[i % load.streams], edges, (i // load.streams) % EDGES, secret)
         for i in range(load.viewers)
     ]
     posters = [
@@ -230,6 +264,8 @@ async def run_case(
     ]
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in joined)), 60)
     poster_tasks = [asyncio.ensure_future(p.run(stop_posters, load.interval_s, finish_by)) for p in posters]
+    rss: list[dict[str, float]] = []
+    sampler = asyncio.ensure_future(_sample_rss(fc, max(1.0, fault.fault_s / 60), rss))
     heal: Callable[[], Awaitable[None]] | None = None
     healed_at = float("inf")
     try:
@@ -253,7 +289,8 @@ async def run_case(
     await asyncio.sleep(2.0)
     stop_viewers.set()
     await asyncio.gather(*viewer_tasks, return_exceptions=True)
-    peak = {name: round(_rss_peak_mb(pid), 1) for name, pid in fc.pids().items()}
+    sampler.cancel()
+    peak = {name: round(_status_mb(pid, "VmHWM"), 1) for name, pid in fc.pids().items()}
     log = await read_log(fc.cluster.kafka_servers, fc.cluster.topic, PARTITIONS)
     acked_ids = {s: {a.id for p in posters if p.stream == s for a in p.acks} for s in streams}
     history: dict[str, set[int]] = {}
@@ -275,6 +312,7 @@ async def run_case(
     verdict.peak_rss_mb = peak
     verdict.notes["gap_true_snapshots"] = sum(v.gaps for v in viewers)
     verdict.notes["viewer_disconnects"] = sum(v.disconnects for v in viewers)
+    verdict.notes["rss_drift_pct"] = rss_drift(rss)
     # Time from healing to the first ack of a post first sent after it (posting works again).
     after = [a.at for p in posters for a in p.acks if a.sent >= healed_at]
     verdict.notes["posting_back_s"] = round(min(after) - healed_at, 2) if after else None

@@ -48,7 +48,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from livechat.backends.kafka_connect import APPEND_TIMEOUT_S, partition_of
-from livechat.backends.redis_connect import REDIS_ERRORS, RedisClient, RedisTarget, open_client, translate
+from livechat.backends.redis_connect import (
+    REDIS_ERRORS,
+    REPLY_TIMEOUT_S,
+    RedisClient,
+    RedisTarget,
+    open_client,
+    translate,
+)
 from livechat.ports.errors import BackendError, BackendUnavailable
 
 log = logging.getLogger("livechat.backends.kafka")
@@ -218,15 +225,18 @@ class RedisDedupe:
             groups.setdefault(partition_of(stream, self._partitions), []).append(index)
         call = self._scripts[script]
         order = list(groups.values())
-        replies = await asyncio.gather(
-            *(
-                call(
-                    keys=[self.key_name(keys[i]) for i in indexes],
-                    args=[*args, *(per_key[i] for i in indexes)] if per_key else list(args),
+        # A black-holed Redis must not hold appends up: the round trip is bounded like every
+        # other Redis call (``redis_connect``: no socket timeouts; a cut read drops its connection).
+        async with asyncio.timeout(REPLY_TIMEOUT_S):
+            replies = await asyncio.gather(
+                *(
+                    call(
+                        keys=[self.key_name(keys[i]) for i in indexes],
+                        args=[*args, *(per_key[i] for i in indexes)] if per_key else list(args),
+                    )
+                    for indexes in order
                 )
-                for indexes in order
             )
-        )
         out: list[Any] = [None] * len(keys)
         for indexes, reply in zip(order, replies, strict=True):
             values = reply if isinstance(reply, list) else [reply] * len(indexes)
@@ -272,7 +282,9 @@ class RedisDedupe:
         name = self.key_name(key)
         while True:
             try:
-                reply = await (await self._connected()).get(name)
+                client = await self._connected()
+                async with asyncio.timeout(REPLY_TIMEOUT_S):
+                    reply = await client.get(name)
             except (*REDIS_ERRORS, OSError) as exc:
                 raise self._failed(exc, "get") from exc
             found = _decode(reply)

@@ -17,10 +17,11 @@ the ports. ``start``/``aclose`` run the periodic work (``Housekeeping``) and the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from livechat.auth import AuthError, TokenVerifier
 from livechat.config import ChatConfig
@@ -58,6 +59,7 @@ from livechat.services.engagement import Engagement
 from livechat.services.fanout import Fanout
 from livechat.services.housekeeping import Housekeeping
 from livechat.services.idempotency import IdempotencyCache
+from livechat.services.lanes import Lanes
 from livechat.services.limits import ErrorBudget, WriteLimits, client_ip
 from livechat.services.log_events import LogEvents
 from livechat.services.membership import Membership
@@ -73,6 +75,10 @@ from livechat.services.shared_limits import SharedLimits
 from livechat.services.stats import ChatStats
 
 log = logging.getLogger(__name__)
+
+#: Messages handled without waiting on any store: never given a lane (a task each would cost more
+#: than the message).
+_IMMEDIATE: Final = frozenset({Leave, React, Like, Ping})
 
 
 class ChatService:
@@ -162,6 +168,8 @@ class ChatService:
             else None
         )
         self._comments = CommentPipeline(ctx, self._reviews, self.delivery)
+        # Requests that wait on a store run per connection (``livechat.services.lanes``).
+        self._lanes = Lanes()
         self._periodic: asyncio.Task[None] | None = None
         # Connections refused at open, by error code (auth_invalid, auth_expired, auth_required).
         self.auth_refused: dict[str, int] = {}
@@ -196,6 +204,7 @@ class ChatService:
             self._periodic.cancel()
             await asyncio.gather(self._periodic, return_exceptions=True)
             self._periodic = None
+        await self._lanes.aclose()
         await self._comments.flush()
         if self._reviews is not None:
             await self._reviews.aclose()
@@ -282,6 +291,7 @@ class ChatService:
         ctx = self._ctx
         session = ctx.sessions.remove(conn_id)
         ctx.error_budget.forget(conn_id)
+        self._lanes.drop(conn_id)
         if session is None:
             return
         for stream in session.streams:
@@ -294,8 +304,12 @@ class ChatService:
         ctx = self._ctx
         sessions = ctx.sessions
         decode = self._decoder.decode
+        lanes = self._lanes
+        started: list[asyncio.Task[None]] = []
         # Consecutive posts are admitted together (one call per phase); any other message first
-        # settles the posts before it, so each connection's messages take effect in order.
+        # settles the posts before it, so each connection's messages take effect in order. A
+        # request that waits on a store runs in its connection's lane, and that connection's later
+        # messages queue behind it; other connections go on (``livechat.services.lanes``).
         posts: list[tuple[Session, Post]] = []
         for conn, data in batch:
             session = sessions.get(conn)
@@ -306,23 +320,39 @@ class ChatService:
             except ProtocolError as error:
                 ctx.reply_error(conn, error)
                 continue
+            kind = type(msg)
+            if lanes.busy(conn):
+                lanes.queue(conn, functools.partial(self._handle, session, msg))
+                continue
             if type(msg) is Post:
                 posts.append((session, msg))
                 continue
             if posts:
                 self._admit(posts)
                 posts = []
-            try:
-                await self._dispatch(session, msg)
-            except Exception:
-                # A bug must cost one reply, not the rest of the batch.
-                log.exception("handling %s from connection %d failed", type(msg).__name__, conn)
-                ctx.reply_error(
-                    conn, ProtocolError(ErrorCode.INTERNAL, "internal error", getattr(msg, "rid", None))
-                )
+            if kind in _IMMEDIATE:
+                await self._handle(session, msg)
+            else:
+                started.append(lanes.start(conn, functools.partial(self._handle, session, msg)))
         if posts:
             self._admit(posts)
+        await lanes.settle(started)
         await self._comments.backpressure()
+
+    async def _handle(self, session: Session, msg: Any) -> None:
+        """One message, its errors answered (a bug costs one reply, not the rest of the batch)."""
+        if self._ctx.sessions.get(session.conn) is not session:
+            return  # closed while queued in its lane
+        if type(msg) is Post:
+            self._admit([(session, msg)])
+            return
+        try:
+            await self._dispatch(session, msg)
+        except Exception:
+            log.exception("handling %s from connection %d failed", type(msg).__name__, session.conn)
+            self._ctx.reply_error(
+                session.conn, ProtocolError(ErrorCode.INTERNAL, "internal error", getattr(msg, "rid", None))
+            )
 
     def _admit(self, posts: list[tuple[Session, Post]]) -> None:
         try:

@@ -8,17 +8,21 @@ It is dropped when the last local viewer has been gone for ``IDLE_DROP_S``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Final
 
 from livechat.config import RoomConfig
 from livechat.ids import first_id_at
 from livechat.ports.broker import Broker
 from livechat.ports.comment_log import CommentLog
+from livechat.ports.errors import BackendError
 from livechat.ports.history import HistoryStore
 from livechat.ports.log_follower import LogFollower, LogHandler
 from livechat.ports.meta import GLOBAL_STREAM, MetaStore
 from livechat.services.clock import Clock
 from livechat.services.room import Room, ban_in_force
+
+log = logging.getLogger(__name__)
 
 IDLE_DROP_S: Final = 60.0
 #: Log records read per call when a room catches up at open.
@@ -77,8 +81,10 @@ class RoomDirectory:
         future: asyncio.Future[Room] = asyncio.get_running_loop().create_future()
         self._loading[stream] = future
         try:
-            watermark = await self._history.watermark(stream) if self._follower is not None else -1
-            room = await self._load(stream)
+            watermark, from_history = -1, True
+            if self._follower is not None:
+                watermark, from_history = await self._start_position(stream)
+            room = await self._load(stream, from_history)
             # In the directory before the follow starts: records handed over from then on find it.
             self._rooms[stream] = room
             if self._follower is not None:
@@ -111,7 +117,19 @@ class RoomDirectory:
             await follower.unfollow(stream)  # a prune of the same stream still finishing
         await follower.follow(stream, after)
 
-    async def _load(self, stream: str) -> Room:
+    async def _start_position(self, stream: str) -> tuple[int, bool]:
+        """Where a room following the log starts: history's watermark, or, while history cannot
+        answer (docs/operations.md, failure policies: Cassandra down), the log's end: the room
+        then opens with an empty recent window marked incomplete, so a rejoin's recovery past it
+        says ``gap: true`` and the client pages history once it is back."""
+        try:
+            return await self._history.watermark(stream), True
+        except BackendError as exc:
+            assert self.log is not None
+            log.warning("opening %s from the log's end, without history: %s", stream, exc)
+            return await self.log.end_offset(stream), False
+
+    async def _load(self, stream: str, from_history: bool = True) -> Room:
         meta = self._meta
         now = self._clock.time()
         info = await meta.get_stream(stream)
@@ -126,10 +144,13 @@ class RoomDirectory:
         for ban in await meta.list_bans(stream, now):
             room.apply_ban(ban)
         capacity = self._config.recent_buffer
-        stored = await self._history.recent(stream, capacity)
-        room.recent.load(
-            [(c.comment_id, c.user_id, c.payload) for c in stored], complete=len(stored) < capacity
-        )
+        if from_history:
+            stored = await self._history.recent(stream, capacity)
+            room.recent.load(
+                [(c.comment_id, c.user_id, c.payload) for c in stored], complete=len(stored) < capacity
+            )
+        # Else the buffer stays empty with its floor at "now" (``first_id_at``): nothing older is
+        # claimed, so recovery from before the open says gap: true.
         if self._broker is not None:
             await self._broker.subscribe(stream)
         return room
