@@ -67,6 +67,9 @@ struct Stream {
     dirty: bool,
     last_flush: Option<Instant>,
     subscribers: u32,
+    /// Subscribe commands on their way to an I/O thread (`HubState::pin`); a fan-out mode's
+    /// stream stays pinned for good.
+    pins: u32,
     /// I/O threads still writing this stream's previous frames (0 = all written).
     writing: u32,
     /// When the last of them finished (`None` while `writing > 0`).
@@ -97,13 +100,18 @@ impl DueTick {
     }
 }
 
-/// Streams by name and id, and what is pending for each.
+/// Streams by name and id, and what is pending for each. A stream is forgotten (its name, id
+/// and buffers freed) once nothing refers to it: no subscriber, no subscribe on its way, nothing
+/// pending, every frame written (issue 13: names joined once were kept forever).
 #[derive(Default)]
 pub struct HubState {
     ids: HashMap<Arc<str>, u32>,
     streams: HashMap<u32, Stream>,
     dirty: Vec<u32>,
     next_id: u32,
+    /// The largest `seq` of a forgotten stream: a stream created again starts above it, so a
+    /// name's sequence keeps increasing across its lives.
+    seq_floor: u64,
     pub events_published: u64,
     /// Frames dispatched and fully written by every I/O thread, and the time that took (sum):
     /// the measured write time per frame that paces the ticks.
@@ -112,31 +120,76 @@ pub struct HubState {
 }
 
 impl HubState {
-    /// The stream's id, created on first use. Ids are never reused.
+    /// The stream's id, created on first use. An id is reused only after 2^32 others, and only
+    /// when it was forgotten (nothing refers to it then).
     pub fn intern(&mut self, name: &str) -> u32 {
         if let Some(id) = self.ids.get(name) {
             return *id;
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        let mut id = self.next_id;
+        while self.streams.contains_key(&id) {
+            id = id.wrapping_add(1);
+        }
+        self.next_id = id.wrapping_add(1);
         let name: Arc<str> = Arc::from(name);
         self.ids.insert(name.clone(), id);
         self.streams.insert(
             id,
             Stream {
                 name,
-                seq: 0,
+                seq: self.seq_floor,
                 normal: Pending::default(),
                 priority: Pending::default(),
                 state: Vec::new(),
                 dirty: false,
                 last_flush: None,
                 subscribers: 0,
+                pins: 0,
                 writing: 0,
                 written_at: None,
             },
         );
         id
+    }
+
+    /// `intern`, and keep the stream until `unpin`: for a subscribe command on its way to the
+    /// connection's I/O thread, which counts the subscriber and then unpins.
+    pub fn pin(&mut self, name: &str) -> u32 {
+        let id = self.intern(name);
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.pins += 1;
+        }
+        id
+    }
+
+    pub fn unpin(&mut self, id: u32) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.pins = s.pins.saturating_sub(1);
+            self.forget_if_unused(id);
+        }
+    }
+
+    /// The id of a stream that exists now (no interning).
+    pub fn id_of(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    /// Streams held now.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    fn forget_if_unused(&mut self, id: u32) {
+        let Some(s) = self.streams.get(&id) else { return };
+        if s.subscribers == 0 && s.pins == 0 && !s.dirty && s.writing == 0 {
+            self.seq_floor = self.seq_floor.max(s.seq);
+            self.ids.remove(&s.name);
+            self.streams.remove(&id);
+        }
     }
 
     fn mark_dirty(&mut self, id: u32) -> bool {
@@ -187,6 +240,7 @@ impl HubState {
     pub fn add_subscribers(&mut self, id: u32, delta: i32) {
         if let Some(s) = self.streams.get_mut(&id) {
             s.subscribers = s.subscribers.saturating_add_signed(delta);
+            self.forget_if_unused(id);
         }
     }
 
@@ -250,6 +304,8 @@ impl HubState {
                 // Overlapping dispatches (past `max`) add up: written once all are.
                 s.writing += writers;
                 s.written_at = None;
+            } else {
+                self.forget_if_unused(id);
             }
         }
         self.dirty = still_dirty;
@@ -274,6 +330,7 @@ impl HubState {
                 self.frames_written += 1;
                 self.write_ns += now.saturating_duration_since(*sent).as_nanos() as u64;
                 wake |= s.dirty;
+                self.forget_if_unused(*id);
             }
         }
         wake
@@ -347,6 +404,53 @@ mod tests {
         assert!(!due[1].priority && due[1].events == [0x02] && due[1].seq == 3);
         assert_eq!(&*due[1].state[0].1, &[0x06]);
         assert!(!h.has_pending());
+    }
+
+    #[test]
+    fn a_stream_is_forgotten_once_nothing_refers_to_it() {
+        let mut h = HubState::default();
+        let t0 = Instant::now();
+        let mut due = Vec::new();
+        // A subscribe on its way pins the stream; the owner thread counts it, then unpins.
+        let id = h.pin("s");
+        h.add_subscribers(id, 1);
+        h.unpin(id);
+        h.publish(id, &[0x01], false);
+        h.take_due(t0, &UNCAPPED, 2, &mut due);
+        assert_eq!(due[0].seq, 1);
+        // The last subscriber leaves while the frame is being written: kept until it is written.
+        h.add_subscribers(id, -1);
+        assert_eq!(h.id_of("s"), Some(id));
+        h.frames_written(&[(id, t0)], t0 + ms(1));
+        assert_eq!(h.id_of("s"), Some(id), "one of two threads still writing");
+        h.frames_written(&[(id, t0)], t0 + ms(2));
+        assert_eq!((h.id_of("s"), h.len()), (None, 0));
+        // Created again: a new id, and its sequence continues above the old one's.
+        let again = h.pin("s");
+        assert_ne!(again, id);
+        h.unpin(again);
+        assert!(h.is_empty(), "a subscribe that found its connection gone leaves nothing");
+        let again = h.intern("s");
+        h.add_subscribers(again, 1);
+        h.publish(again, &[0x02], false);
+        due.clear();
+        h.take_due(t0 + ms(50), &UNCAPPED, 1, &mut due);
+        assert_eq!(due[0].seq, 2);
+        // News pending for a stream nobody watches (a publish) keeps it until its tick is out.
+        h.add_subscribers(again, -1);
+        assert_eq!(h.len(), 1);
+        h.frames_written(&[(again, t0)], t0 + ms(51));
+        assert!(h.is_empty());
+        let other = h.intern("t");
+        h.publish(other, &[0x03], false);
+        h.add_subscribers(other, 1);
+        h.add_subscribers(other, -1);
+        assert_eq!(h.len(), 1, "dirty");
+        // A pinned stream (fan-out mode) stays with no subscriber.
+        let fan = h.pin("fan");
+        h.add_subscribers(fan, 1);
+        h.add_subscribers(fan, -1);
+        assert_eq!(h.id_of("fan"), Some(fan));
     }
 
     #[test]

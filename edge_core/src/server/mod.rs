@@ -141,13 +141,22 @@ impl Edge {
     }
 
     pub fn subscribe(&self, id: ConnId, stream: &str) -> bool {
-        let sid = self.shared.hub().intern(stream);
-        self.to_owner(id, || Cmd::Subscribe(id, sid))
+        // Pinned until the owner thread has counted the subscriber (or found the connection
+        // gone): the stream cannot be forgotten while the command is on its way.
+        let sid = self.shared.hub().pin(stream);
+        let sent = self.to_owner(id, || Cmd::Subscribe(id, sid));
+        if !sent {
+            self.shared.hub().unpin(sid);
+        }
+        sent
     }
 
     pub fn unsubscribe(&self, id: ConnId, stream: &str) -> bool {
-        let sid = self.shared.hub().intern(stream);
-        self.to_owner(id, || Cmd::Unsubscribe(id, sid))
+        // A stream that does not exist has no subscriber to remove (and is not created for it).
+        match self.shared.hub().id_of(stream) {
+            Some(sid) => self.to_owner(id, || Cmd::Unsubscribe(id, sid)),
+            None => self.shared.worker_of(id).is_some_and(|w| w.is_live(id)),
+        }
     }
 
     pub fn publish(&self, stream: &str, event: &[u8], priority: bool) {

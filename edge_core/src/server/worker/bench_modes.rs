@@ -47,7 +47,8 @@ pub(super) struct Fanout {
 
 impl Fanout {
     pub fn new(shared: Arc<Shared>, stream: &str) -> Self {
-        let stream = shared.hub().intern(stream);
+        // Pinned for good: connections join it on open, with no subscribe command.
+        let stream = shared.hub().pin(stream);
         Self { shared, stream }
     }
 }

@@ -21,6 +21,8 @@ impl Worker {
                             self.subscribe_local(slot, stream);
                         }
                     }
+                    // Counted (or the connection is gone): the stream may now be forgotten.
+                    self.ctx.shared.hub().unpin(stream);
                 }
                 Cmd::Unsubscribe(id, stream) => {
                     if let Some(slot) = self.slot_of(id) {
