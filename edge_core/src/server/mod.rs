@@ -4,6 +4,7 @@ pub mod conn;
 pub mod conn_id;
 pub mod events;
 pub mod link;
+pub mod listener;
 pub mod shared;
 pub mod sink;
 pub mod stats;
@@ -11,13 +12,11 @@ pub mod sync;
 pub mod worker;
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use socket2::{Domain, Socket, Type};
 
 use crate::fanout::hub::HubState;
 use crate::fanout::tick::{self, SharedFrame};
@@ -33,27 +32,6 @@ use shared::Shared;
 pub use stats::Counters;
 use sync::lock;
 
-fn bind(addr: SocketAddr, settings: &Settings) -> io::Result<std::net::TcpListener> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    s.set_reuse_address(true)?;
-    // One listener per I/O thread on the same port: the kernel spreads accepts across them.
-    s.set_reuse_port(true)?;
-    s.set_nonblocking(true)?;
-    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one setsockopt per
-    // process instead of one per connection.
-    s.set_tcp_nodelay(true)?;
-    // Inherited the same way: bounded kernel memory per connection at no per-accept cost.
-    if settings.socket_send_buffer > 0 {
-        s.set_send_buffer_size(settings.socket_send_buffer)?;
-    }
-    if settings.socket_receive_buffer > 0 {
-        s.set_recv_buffer_size(settings.socket_receive_buffer)?;
-    }
-    s.bind(&addr.into())?;
-    s.listen(settings.listen_backlog)?;
-    Ok(s.into())
-}
-
 /// A started edge. Dropping it stops it.
 pub struct Edge {
     shared: Arc<Shared>,
@@ -65,20 +43,22 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Bind every thread's listener and start the I/O threads and the ticker.
+    /// Bind the listener once (or adopt the one named by `LIVECHAT_LISTEN_FD`), give every I/O
+    /// thread a duplicate of it, and start the I/O threads and the ticker.
     pub fn start(settings: Settings) -> io::Result<Self> {
-        let addr = (settings.host.as_str(), settings.port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "host resolves to nothing"))?;
         let n = settings.io_threads.clamp(1, ConnId::MAX_THREADS);
-        let mut listeners = Vec::with_capacity(n);
-        let first = bind(addr, &settings)?;
+        let first = match listener::inherited_fd()? {
+            Some(fd) => listener::adopt(fd, settings.port, &settings)?,
+            None => {
+                let addr = (settings.host.as_str(), settings.port)
+                    .to_socket_addrs()?
+                    .next()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "host resolves to nothing"))?;
+                listener::bind(addr, &settings)?
+            }
+        };
         let port = first.local_addr()?.port();
-        listeners.push(first);
-        for _ in 1..n {
-            listeners.push(bind(SocketAddr::new(addr.ip(), port), &settings)?);
-        }
+        let listeners = listener::per_thread(first, n)?;
         let mut polls = Vec::with_capacity(n);
         let mut links = Vec::with_capacity(n);
         for _ in 0..n {

@@ -19,7 +19,7 @@ class EdgeConfig:
 
     host: str = "127.0.0.1"
     port: int = 8765
-    # I/O threads, each with its own epoll, listener (SO_REUSEPORT), connections and stream index.
+    # I/O threads, each with its own epoll, copy of the one listener, connections and stream index.
     io_threads: int = 2
     # "app": events go to Python; "echo": every message is echoed (Autobahn testee);
     # "fanout": every connection joins `fanout_stream`, every message is published to it.

@@ -1,4 +1,4 @@
-//! One I/O thread: its epoll, its listener (SO_REUSEPORT), its connections, its stream index.
+//! One I/O thread: its epoll, its copy of the listener, its connections, its stream index.
 //!
 //! Nothing here is shared on the hot path: other threads talk to a worker through its command
 //! queue and waker; a tick frame reaches it as one `Arc` and is queued to every local
