@@ -78,7 +78,11 @@ class Cluster:
         self.secret = secrets.token_urlsafe(32)
         kafka = service_url("kafka").removeprefix("kafka://")
         self.redis_direct = service_url("redis")
-        self.redis = f"redis://{via['redis']}" if "redis" in via else self.redis_direct
+        # A full URL (redis+cluster://…) is taken as it is; host:port is a proxy of the single node.
+        via_redis = via.get("redis", "")
+        self.redis = (
+            via_redis if "://" in via_redis else f"redis://{via_redis}" if via_redis else self.redis_direct
+        )
         self.kafka_servers = kafka
         self.log_url = (
             f"kafka://{via.get('kafka', kafka)}/{self.topic}?partitions={PARTITIONS}&dedupe={self.redis}"

@@ -25,6 +25,7 @@ from typing import Any, Final
 from tests.cluster.cluster_edges import PARTITIONS, Cluster, Worker
 from tests.faults.links import Links
 from tests.faults.load import HISTORY_PAGE, Edges, Poster, Viewer, token
+from tests.faults.redis_cluster import PrivateRedisCluster
 from tests.faults.verdict import Verdict, judge, read_log
 from tests.faults.wire import Wire
 from tests.service.serve_process import ServeProcess
@@ -94,9 +95,18 @@ def rss_drift(samples: list[dict[str, float]]) -> dict[str, float]:
 
 
 class FaultCluster:
-    def __init__(self, tmp: Path) -> None:
-        self.links = Links()
-        self.via = self.links.create()
+    """Three edges and a persist worker. Every service link through Toxiproxy, or, with
+    ``redis_cluster``, the services directly and Redis as that private Redis Cluster (the
+    ``redis-cluster`` target: kill -9 of a master)."""
+
+    def __init__(self, tmp: Path, redis_cluster: PrivateRedisCluster | None = None) -> None:
+        self.redis_cluster = redis_cluster
+        self.links: Links | None = None
+        if redis_cluster is not None:
+            self.via = {"redis": redis_cluster.start()}
+        else:
+            self.links = Links()
+            self.via = self.links.create()
         self.cluster = Cluster(tmp, via=self.via)
         self.persist: Worker | None = None
         self._seq = 0
@@ -123,12 +133,25 @@ class FaultCluster:
     async def apply(self, fault: Fault) -> Callable[[], Awaitable[None]]:
         """Break the target; returns what heals it."""
         if fault.target in ("kafka", "redis", "cassandra", "postgres"):
-            self.links.fault(fault.target, fault.action)
+            links = self.links
+            assert links is not None
+            links.fault(fault.target, fault.action)
 
             async def heal_link() -> None:
-                self.links.heal(fault.target)
+                links.heal(fault.target)
 
             return heal_link
+        if fault.target == "redis-cluster":
+            nodes = self.redis_cluster
+            assert nodes is not None
+            killed = nodes.masters()[0]
+            nodes.kill(killed)
+
+            async def restart_node() -> None:
+                assert nodes is not None
+                nodes.restart(killed)
+
+            return restart_node
         if fault.target == "none":  # the soak: steady load, nothing breaks
 
             async def nothing() -> None:
@@ -217,9 +240,13 @@ class FaultCluster:
         raise AssertionError("no edge served history")
 
     async def close(self) -> None:
-        self.links.heal_all()
+        if self.links is not None:
+            self.links.heal_all()
         await self.cluster.close(check_tracebacks=False)
-        self.links.delete()
+        if self.links is not None:
+            self.links.delete()
+        if self.redis_cluster is not None:
+            self.redis_cluster.stop()
 
 
 @dataclass
