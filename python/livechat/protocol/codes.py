@@ -114,6 +114,8 @@ class Op(StrEnum):
     # Follow / unfollow the channel a stream belongs to (followers-only mode).
     FOLLOW = "follow"
     UNFOLLOW = "unfollow"
+    # The stream's top comments (likes, replies, author reputation).
+    TOP = "top"
 
 
 MODERATOR_OPS: Final = frozenset(
@@ -151,11 +153,20 @@ class MessageType(StrEnum):
     NOTICE = "notice"
     # Reply to ``queue``: a page of the moderation queue.
     QUEUE = "queue"
+    # Reply to ``top``: the stream's top comments, best first.
+    TOP = "top"
 
 
 #: Replies matched to a pending request by ``rid`` (a ``snapshot`` and an ``err`` are too, with more to do).
 REPLY_TYPES: Final = frozenset(
-    {MessageType.ACK, MessageType.OK, MessageType.HISTORY, MessageType.PONG, MessageType.QUEUE}
+    {
+        MessageType.ACK,
+        MessageType.OK,
+        MessageType.HISTORY,
+        MessageType.PONG,
+        MessageType.QUEUE,
+        MessageType.TOP,
+    }
 )
 
 #: The five room reactions: wire name -> the emoji a client shows.

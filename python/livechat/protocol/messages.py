@@ -169,6 +169,15 @@ class Review:
 
 
 @dataclass(slots=True)
+class Top:
+    """The stream's top comments, at most ``limit``."""
+
+    rid: int | None
+    stream: str
+    limit: int
+
+
+@dataclass(slots=True)
 class Follow:
     """Follow (``on``) or unfollow the channel the stream belongs to."""
 
@@ -191,4 +200,4 @@ ModeratorMessage = (
     | ModQueue
     | Review
 )
-ClientMessage = Join | Leave | Post | React | Like | History | Ping | Report | Follow | ModeratorMessage
+ClientMessage = Join | Leave | Post | React | Like | History | Ping | Report | Follow | Top | ModeratorMessage
