@@ -34,6 +34,9 @@ EDGES: Final = 3
 #: After the load stops: how long history may take to hold every acked comment (the persist
 #: worker commits every ~0.5 s; after a Cassandra outage it has a backlog to write).
 HISTORY_CATCH_UP_S: Final = 60.0
+#: After healing: how long viewer counts may take to be exact again (contributions of a dead edge
+#: lapse after 10 s; every edge re-writes its own every flush).
+COUNTS_SETTLE_S: Final = 20.0
 
 
 @dataclass
@@ -239,6 +242,25 @@ class FaultCluster:
                 await wire.close()
         raise AssertionError("no edge served history")
 
+    async def counts_settle(self, stream: str, expected: int, timeout: float) -> float | None:
+        """Seconds until a join's snapshot counts ``expected`` viewers in ``stream`` (the joiner
+        included), or None when it did not within ``timeout`` (the last count is logged)."""
+        tok = token(self.cluster.secret, "auditor", "broadcaster")
+        started = time.monotonic()
+        wire = await Wire.open(f"{self.urls()[1]}?token={tok}", lambda m: None)
+        try:
+            seen = None
+            while time.monotonic() - started < timeout:
+                snap = await wire.call("join", 10.0, stream=stream)
+                seen = (snap.get("n") or {}).get("v")
+                if seen == expected:
+                    return round(time.monotonic() - started, 1)
+                await asyncio.sleep(1.0)
+            print(f"counts in {stream}: {seen} viewers, expected {expected}")
+            return None
+        finally:
+            await wire.close()
+
     async def close(self) -> None:
         if self.links is not None:
             self.links.heal_all()
@@ -306,6 +328,14 @@ async def run_case(
         heal = None
         healed_at = time.monotonic()
         await asyncio.sleep(fault.after_s)
+        # Viewer counts are exact again (an edge's contributions expire 10 s after it died; after
+        # a Redis outage each edge writes its own again): everyone connected, the auditor too.
+        for stream in streams:
+            people = {v.name for v in viewers if v.stream == stream} | {
+                p.name for p in posters if p.stream == stream
+            }
+            settled = await fc.counts_settle(stream, len(people) + 1, COUNTS_SETTLE_S)
+            run.probes[f"counts_settled_s_{streams.index(stream)}"] = settled
     finally:
         if heal is not None:
             await heal()

@@ -65,6 +65,12 @@ def fault_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultClu
         asyncio.run(fc.close())
 
 
+def _assert_counts_healed(run: CaseRun) -> None:
+    """Viewer counts were exact again within COUNTS_SETTLE_S of healing (None: they were not)."""
+    settled = {k: v for k, v in run.probes.items() if k.startswith("counts_settled_s_")}
+    assert settled and all(v is not None for v in settled.values()), settled
+
+
 def _report(run: CaseRun) -> None:
     assert run.verdict is not None
     row = {"case": run.fault.name, **run.verdict.row(), **run.probes}
@@ -202,3 +208,4 @@ async def test_a_redis_cluster_master_dies(redis_cluster_faults: FaultCluster) -
     _report(run)
     assert run.verdict is not None
     assert run.verdict.failures() == []
+    _assert_counts_healed(run)
