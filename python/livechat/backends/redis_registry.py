@@ -41,6 +41,10 @@ from livechat.backends.redis_connect import (
 from livechat.ports.errors import BackendError, ClosedError
 from livechat.ports.registry import ConnectionRef
 
+#: A stream's unique-viewer estimate lapses this long after the last add or read (edges with the
+#: stream open read it every flush, so only streams nobody has open expire).
+UNIQUE_VIEWERS_IDLE_S = 86_400
+
 # Sliding-window log on the server's clock. ARGV: limit, window in µs. Returns 1 when allowed.
 _ALLOW = """
 local limit = tonumber(ARGV[1])
@@ -339,10 +343,20 @@ class RedisRegistry:
         self._check_open()
         if not viewer_ids:
             return False
-        return _int(await self._call("PFADD", self._key("viewers", stream), *viewer_ids)) == 1
+        key = self._key("viewers", stream)
+        # One pipeline round trip (the batcher joins concurrent calls): the estimate (12 KiB in
+        # Redis) lives while some edge adds to or reads it, then lapses instead of staying forever.
+        added, _ = await asyncio.gather(
+            self._call("PFADD", key, *viewer_ids), self._call("EXPIRE", key, UNIQUE_VIEWERS_IDLE_S)
+        )
+        return _int(added) == 1
 
     async def viewers_count(self, stream: str) -> int:
-        return _int(await self._call("PFCOUNT", self._key("viewers", stream)))
+        key = self._key("viewers", stream)
+        count, _ = await asyncio.gather(
+            self._call("PFCOUNT", key), self._call("EXPIRE", key, UNIQUE_VIEWERS_IDLE_S)
+        )
+        return _int(count)
 
     # -- counters -------------------------------------------------------------------------------
     async def incr(self, key: str, delta: int = 1, ttl_s: float | None = None) -> int:

@@ -77,7 +77,9 @@ class Registry(Protocol):
         ...
 
     async def viewers_count(self, stream: str) -> int:
-        """Estimated number of distinct viewers ever added to ``stream``."""
+        """Estimated number of distinct viewers ever added to ``stream``. An estimate nobody
+        added to or read for a while (the memory registry: 60 s; Redis: UNIQUE_VIEWERS_IDLE_S, a
+        day) is dropped: a stream no edge has open starts again from zero."""
         ...
 
     # -- counters -------------------------------------------------------------------------------
