@@ -336,3 +336,22 @@ async def test_comments_from_before_a_restart_can_be_liked(tmp_path: Path) -> No
     finally:
         await Client.close_all()
         proc.stop()
+
+
+async def test_top_ranks_by_likes_replies_and_reputation(room: Room) -> None:
+    s = room.stream
+    talker = await room.joined("top-talker")
+    plain = room.note(await room.post(talker, "plain"))
+    liked = room.note(await room.post(talker, "liked"))
+    asked = room.note(await room.post(talker, "asked"))
+    room.note(await room.post(talker, "an answer", reply_to=asked))
+    for name in ("top-a", "top-b", "top-c"):
+        fan = await room.joined(name)
+        assert (await fan.call("like", stream=s, id=liked))["op"] == "like"
+    await asyncio.sleep(1.1)  # past the ranking's 1 s cache and a like flush
+    top = await talker.call("top", stream=s, limit=5)
+    assert top["t"] == "top" and top["s"] == s
+    ranked = [(c["id"], score) for c, score in zip(top["items"], top["scores"], strict=True)]
+    assert ranked[:2] == [(liked, 3), (asked, 2)], ranked
+    assert plain not in {c["id"] for c in top["items"]}
+    assert (await talker.call("top", stream=s, limit=0))["code"] == "bad_field"

@@ -75,6 +75,7 @@ from livechat.protocol.messages import (
     SetComments,
     SetFollowersOnly,
     SetSlowMode,
+    Top,
     UnbanUser,
 )
 from livechat.protocol.rules import (
@@ -147,6 +148,7 @@ __all__ = [
     "SetFollowersOnly",
     "SetSlowMode",
     "StateKey",
+    "Top",
     "UnbanUser",
     "encode_ack",
     "encode_ban",

@@ -1,5 +1,5 @@
-"""Encoders of the moderator and audience messages (docs/protocol.md): the ``kick`` event and the
-``queue`` reply (a page of the moderation queue)."""
+"""Encoders of the moderator and audience messages (docs/protocol.md): the ``kick`` event, the
+``queue`` reply (a page of the moderation queue) and the ``top`` reply (the top comments)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ KICKED_NOTICE: Final = "kicked"
 
 _K_KICK: Final = EventKind.KICK.value
 _T_QUEUE: Final = MessageType.QUEUE.value
+_T_TOP: Final = MessageType.TOP.value
 
 
 def encode_kick(user_id: str) -> bytes:
@@ -64,6 +65,19 @@ def encode_queue(
         "flagged": RawArray([_flagged(item) for item in flagged]),
         "reports": RawArray([_report(item) for item in reports]),
         "more": more,
+    }
+    if rid is not None:
+        fields["rid"] = rid
+    return pack_map(fields)
+
+
+def encode_top(rid: int | None, stream: str, items: Sequence[bytes], scores: Sequence[int]) -> bytes:
+    """``{"t": "top", "s", "items": [comment event...] best first, "scores": [score...]}``."""
+    fields: dict[str, object] = {
+        "t": _T_TOP,
+        "s": stream,
+        "items": RawArray(items),
+        "scores": list(scores),
     }
     if rid is not None:
         fields["rid"] = rid

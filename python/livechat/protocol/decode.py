@@ -36,6 +36,7 @@ from livechat.protocol.messages import (
     SetComments,
     SetFollowersOnly,
     SetSlowMode,
+    Top,
     UnbanUser,
 )
 from livechat.protocol.rules import (
@@ -53,6 +54,8 @@ from livechat.protocol.rules import (
     SLOW_MAX_S,
     STREAM_PATTERN,
     TIMEOUT_MAX_S,
+    TOP_LIMIT_DEFAULT,
+    TOP_LIMIT_MAX,
     USER_ID_MAX,
 )
 
@@ -117,6 +120,7 @@ class ClientDecoder:
             Op.REVIEW: self._review,
             Op.FOLLOW: self._follow,
             Op.UNFOLLOW: self._follow,
+            Op.TOP: self._top,
         }
 
     def decode(self, data: bytes | str) -> ClientMessage:
@@ -328,3 +332,10 @@ class ClientDecoder:
 
     def _follow(self, obj: dict[str, Any], rid: int | None, op: str) -> Follow:
         return Follow(rid, self._stream(obj, rid), op == Op.FOLLOW)
+
+    def _top(self, obj: dict[str, Any], rid: int | None, op: str) -> Top:
+        stream = self._stream(obj, rid)
+        limit = obj.get("limit", TOP_LIMIT_DEFAULT)
+        if type(limit) is not int or not 0 < limit <= TOP_LIMIT_MAX:
+            raise _bad("limit", f"an integer in 1..{TOP_LIMIT_MAX}", rid)
+        return Top(rid, stream, limit)

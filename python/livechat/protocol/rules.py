@@ -21,6 +21,9 @@ QUEUE_LIMIT_DEFAULT: Final = 50
 QUEUE_LIMIT_MAX: Final = 200
 # ``review``'s ``action``: approve (the flagged comment stays) or dismiss (it is deleted).
 REVIEW_ACTIONS: Final = ("approve", "dismiss")
+# Top comments a ``top`` reply lists (``limit``).
+TOP_LIMIT_DEFAULT: Final = 10
+TOP_LIMIT_MAX: Final = 50
 HISTORY_LIMIT_MAX: Final = 1000
 HISTORY_LIMIT_DEFAULT: Final = 50
 

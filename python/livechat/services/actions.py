@@ -61,6 +61,7 @@ from livechat.services.moderation import Decision, ReviewItem, Verdict
 from livechat.services.room import Room
 from livechat.services.room_events import RoomEvents
 from livechat.services.sessions import Session
+from livechat.services.top import TopComments
 
 #: Actor recorded in the audit trail for the classifier's decisions.
 AUTOMOD: Final = "automod"
@@ -96,6 +97,7 @@ class ModeratorActions:
     def __init__(self, ctx: ChatContext, events: RoomEvents) -> None:
         self._ctx = ctx
         self._events = events
+        self.top = TopComments(ctx).handle
 
     def _record(self, action: ModAction) -> None:
         self._ctx.background.spawn(self._ctx.meta.record_action(action), "audit trail")

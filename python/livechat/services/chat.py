@@ -46,6 +46,7 @@ from livechat.protocol import (
     ProtocolError,
     React,
     Report,
+    Top,
     encode_error,
     encode_pong,
 )
@@ -388,6 +389,8 @@ class ChatService:
             await self._actions.report(session, msg)
         elif kind is Follow:
             await self._actions.follow(session, msg)
+        elif kind is Top:
+            await self._actions.top(session, msg)
         else:
             moderator_msg: ModeratorMessage = msg
             await self._actions.handle(session, moderator_msg)

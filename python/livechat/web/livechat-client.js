@@ -91,6 +91,7 @@ export const OP = Object.freeze({
   REVIEW: "review",
   FOLLOW: "follow",
   UNFOLLOW: "unfollow",
+  TOP: "top",
 });
 export const MESSAGE = Object.freeze({
   TICK: "tick",
@@ -103,6 +104,7 @@ export const MESSAGE = Object.freeze({
   PONG: "pong",
   NOTICE: "notice",
   QUEUE: "queue",
+  TOP: "top",
 });
 export const EVENT = Object.freeze({
   COMMENT: "c",
@@ -474,6 +476,8 @@ export class LiveChatClient extends EventTarget {
     return this.request(() => ({ op: OP.REVIEW, stream, id, action: approve ? "approve" : "dismiss" }));
   }
   kick(stream, user) { return this.request(() => ({ op: OP.KICK, stream, user })); }
+  /** The stream's top comments, best first: {items, scores}. */
+  top(stream, { limit } = {}) { return this.request(() => ({ op: OP.TOP, stream, limit })); }
 
   /** Moderator / broadcaster operations: delete, purge, timeout, ban, unban, kick, pin, unpin,
    * highlight, slow, followers_only, comments (fields as in docs/protocol.md §2). */
@@ -499,7 +503,7 @@ export class LiveChatClient extends EventTarget {
       case MESSAGE.SNAPSHOT: return this.onSnapshot(msg);
       case MESSAGE.ERROR: return this.onError(msg);
       case MESSAGE.NOTICE: return this.emit("notice", { notice: msg });
-      case MESSAGE.ACK: case MESSAGE.OK: case MESSAGE.HISTORY: case MESSAGE.PONG: case MESSAGE.QUEUE:
+      case MESSAGE.ACK: case MESSAGE.OK: case MESSAGE.HISTORY: case MESSAGE.PONG: case MESSAGE.QUEUE: case MESSAGE.TOP:
         return this.resolve(msg.rid, msg);
       default: return undefined;
     }
