@@ -85,7 +85,9 @@ def test_reputation_tightens_thresholds_and_escalates() -> None:
     assert pipeline.thresholds(50) == (0.3, 0.3)
     assert pipeline.screen("badword", 0).decision is Decision.REJECT
     assert pipeline.screen("badword", 3).decision is Decision.SHADOW_BAN
-    assert pipeline.screen("hello", 9).decision is Decision.ACCEPT
+    # Past shadow_ban_strikes every comment is shadowed, clean ones too (a whole shadow ban).
+    assert pipeline.screen("hello", 9).decision is Decision.SHADOW_BAN
+    assert pipeline.screen("hello", 2).decision is Decision.ACCEPT
 
 
 async def test_http_classifier_scores(server: ClassifierServer) -> None:
