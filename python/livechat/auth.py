@@ -9,6 +9,10 @@ EVENT_OPEN carries both). Rules:
   only the configured public key. A token "signed" HS256 with the public key as secret (the classic
   key-confusion attack) is checked against the HMAC secret and fails.
 - ``exp`` (required by default), ``nbf``, ``iat``, ``aud`` and ``iss`` are checked with a small leeway.
+- Claims have strict types (RFC 7519): ``exp``/``nbf``/``iat`` are JSON numbers (a numeric string is
+  refused), ``sub``, ``name``, ``role`` and ``iss`` strings, ``streams`` an object of strings.
+- The display name (``name``, else ``sub``) and ``sub`` follow the rules of comment text: NFC,
+  stripped, no control or bidi characters; a name breaking them is refused with ``field``.
 - Roles: a global ``role`` claim plus per-stream roles ``{"streams": {"s1": "moderator"}}``; the
   stronger one applies in a stream. No token at all gives a read-only anonymous viewer when
   configured, else the connection is refused.
@@ -16,6 +20,8 @@ EVENT_OPEN carries both). Rules:
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -28,7 +34,7 @@ from jwt.types import Options
 
 from livechat.config import AuthConfig
 from livechat.ports.meta import Role
-from livechat.protocol import CloseCode, ErrorCode
+from livechat.protocol import FORBIDDEN_TEXT, TOKEN_MAX, CloseCode, ErrorCode
 
 ROLE_RANK: Final[Mapping[Role, int]] = {Role.VIEWER: 0, Role.MODERATOR: 1, Role.BROADCASTER: 2}
 
@@ -45,21 +51,70 @@ _ASYMMETRIC_KEY_TYPES: Final[Mapping[str, tuple[type, ...]]] = {
 }
 _EC_CURVES: Final[Mapping[str, str]] = {"ES256": "secp256r1", "ES384": "secp384r1"}
 MIN_HMAC_SECRET_BYTES: Final = 32
-MAX_TOKEN_CHARS: Final = 8192
+MAX_TOKEN_CHARS: Final = TOKEN_MAX
+#: Display names longer than this (code points, after NFC) are cut.
+NAME_MAX_CHARS: Final = 64
+_TIME_CLAIMS: Final = ("exp", "nbf", "iat")
 
 
 class AuthError(Exception):
-    """The connection cannot be admitted: send ``code`` as an error, then close with ``close_code``."""
+    """The connection cannot be admitted: send ``code`` as an error (with ``field`` when one claim is
+    at fault), then close with ``close_code``."""
 
-    def __init__(self, code: ErrorCode, close_code: CloseCode, message: str) -> None:
+    def __init__(
+        self, code: ErrorCode, close_code: CloseCode, message: str, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.close_code = close_code
         self.message = message
+        self.field = field
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The ``err`` message's extra fields."""
+        return {"field": self.field} if self.field is not None else {}
 
 
-def _invalid(message: str) -> AuthError:
-    return AuthError(ErrorCode.AUTH_INVALID, CloseCode.AUTH_INVALID, message)
+def _invalid(message: str, field: str | None = None) -> AuthError:
+    return AuthError(ErrorCode.AUTH_INVALID, CloseCode.AUTH_INVALID, message, field)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_claim_types(claims: Mapping[str, Any], config: AuthConfig) -> None:
+    """Refuse claims of the wrong JSON type before any of them is used: PyJWT takes ``"exp":
+    "9999999999"`` as a time, RFC 7519 makes NumericDate a number."""
+    for claim in _TIME_CLAIMS:
+        if claim in claims and not _is_number(claims[claim]):
+            raise _invalid(f"claim {claim!r} must be a number (seconds since the epoch)", claim)
+    for claim in ("sub", "iss", config.name_claim, config.role_claim):
+        if claims.get(claim) is not None and not isinstance(claims[claim], str):
+            raise _invalid(f"claim {claim!r} must be a string", claim)
+    aud = claims.get("aud")
+    if aud is not None and not (
+        isinstance(aud, str) or (isinstance(aud, list) and all(isinstance(a, str) for a in aud))
+    ):
+        raise _invalid("claim 'aud' must be a string or a list of strings", "aud")
+    streams = claims.get(config.stream_roles_claim)
+    if streams is not None and not (
+        isinstance(streams, dict) and all(isinstance(r, str) for r in streams.values())
+    ):
+        raise _invalid(
+            f"claim {config.stream_roles_claim!r} must map stream ids to roles",
+            config.stream_roles_claim,
+        )
+
+
+def display_text(value: str, claim: str, limit: int) -> str:
+    """``value`` by the rules of comment text (docs/protocol.md §2): NFC, stripped, no control or
+    bidi characters, at most ``limit`` code points (longer is cut); empty stays empty."""
+    text = unicodedata.normalize("NFC", value).strip()
+    if FORBIDDEN_TEXT.search(text):
+        raise _invalid(f"claim {claim!r} holds control or bidi characters", claim)
+    return text[:limit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +220,7 @@ class TokenVerifier:
             raise _invalid("token too long")
         try:
             header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise _invalid("malformed token") from None
         alg = header.get("alg")
@@ -172,6 +228,8 @@ class TokenVerifier:
             raise _invalid(f"algorithm {alg!r} is not accepted")
         key = self._keys[alg]
         config = self._config
+        # Only ever refuses: nothing of the unverified claims is used.
+        check_claim_types(unverified, config)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -202,7 +260,9 @@ class TokenVerifier:
         config = self._config
         sub = claims.get("sub")
         if not isinstance(sub, str) or not 0 < len(sub) <= 128:
-            raise _invalid("claim 'sub' must be a user id of 1..128 characters")
+            raise _invalid("claim 'sub' must be a user id of 1..128 characters", "sub")
+        if FORBIDDEN_TEXT.search(sub) or sub != sub.strip():
+            raise _invalid("claim 'sub' holds control, bidi or surrounding space characters", "sub")
         role = _parse_role(claims.get(config.role_claim), config.role_claim)
         raw_streams = claims.get(config.stream_roles_claim) or {}
         if not isinstance(raw_streams, dict):
@@ -211,13 +271,12 @@ class TokenVerifier:
             str(stream): _parse_role(value, config.stream_roles_claim)
             for stream, value in raw_streams.items()
         }
-        name = claims.get(config.name_claim)
-        if not isinstance(name, str) or not name.strip():
-            name = sub
+        raw_name = claims.get(config.name_claim)
+        name = display_text(raw_name, config.name_claim, NAME_MAX_CHARS) if raw_name else ""
         exp = claims.get("exp")
         return Principal(
             user_id=sub,
-            name=name.strip()[:64],
+            name=name or display_text(sub, "sub", NAME_MAX_CHARS),
             role=role,
             stream_roles=stream_roles,
             expires_at=float(exp) if isinstance(exp, int | float) else None,

@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -89,18 +90,32 @@ class _Pending:
     sent: bool = False
 
 
-def token_subject(token: str | None) -> str | None:
-    """The ``sub`` claim of a JWT, read without verifying it (the server verifies; the client only
-    needs to know which comments are its own)."""
+#: A token is refreshed this long before its ``exp`` (or half its remaining life when shorter).
+REFRESH_AHEAD_S = 60.0
+
+
+def _unverified_claims(token: str | None) -> dict[str, Any]:
     if not token:
-        return None
+        return {}
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError):
-        return None
-    sub = claims.get("sub") if isinstance(claims, dict) else None
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def token_subject(token: str | None) -> str | None:
+    """The ``sub`` claim of a JWT, read without verifying it (the server verifies; the client only
+    needs to know which comments are its own)."""
+    sub = _unverified_claims(token).get("sub")
     return sub if isinstance(sub, str) else None
+
+
+def token_expiry(token: str | None) -> float | None:
+    """The ``exp`` claim of a JWT (Unix seconds), read without verifying it; None without one."""
+    exp = _unverified_claims(token).get("exp")
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 class LiveChatClient:
@@ -117,7 +132,9 @@ class LiveChatClient:
     ) -> None:
         """``url``: the edge's WebSocket URL (``ws://host:port/live``). ``token``: a JWT, sent as
         ``Authorization: Bearer``; None = anonymous (read-only). ``token_provider`` is awaited for a
-        fresh token on every (re)connect, so an expired token (close 4003) is replaced."""
+        fresh token on every (re)connect, so an expired token (close 4003) is replaced, and ahead of
+        each token's ``exp`` (``REFRESH_AHEAD_S``), sent as a ``refresh`` op on the open
+        connection (docs/protocol.md, "Token lifetime")."""
         if token is not None and token_provider is not None:
             raise ValueError("give either token or token_provider, not both")
         self._url = url
@@ -141,6 +158,7 @@ class LiveChatClient:
         self._closing = False
         self._final: BaseException | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._refresh_task: asyncio.Task[None] | None = None
         # Background re-joins after a server "gap" event (referenced so they are not collected).
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed_transport = asyncio.Event()
@@ -189,6 +207,7 @@ class LiveChatClient:
         if self._final is not None:
             return
         self._closing = True
+        self._schedule_refresh(None)
         if self._reconnect_task is not None:
             self._reconnect_task.cancel()
             await asyncio.gather(self._reconnect_task, return_exceptions=True)
@@ -217,6 +236,32 @@ class LiveChatClient:
         self._transport = await self._connector(self._url, headers, self._on_message, on_close, self._config)
         rid, future = await self._submit(lambda: {"op": Op.PING}, resend=False, now=True)
         await self._wait(rid, future, self._config.connect_timeout_s)
+        self._schedule_refresh(token)
+
+    def _schedule_refresh(self, token: str | None) -> None:
+        """Refresh ``token`` ahead of its expiry (with a ``token_provider`` only); None: stop."""
+        task, self._refresh_task = self._refresh_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        exp = token_expiry(token)
+        if token is None or exp is None or self._token_provider is None or self._closing:
+            return
+        left = exp - time.time()
+        delay = max(0.0, left - min(REFRESH_AHEAD_S, left / 2))
+        self._refresh_task = asyncio.create_task(self._refresh_after(delay), name="livechat-client-refresh")
+
+    async def _refresh_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        assert self._token_provider is not None
+        try:
+            token = await self._token_provider()
+            await self._request(lambda: {"op": Op.REFRESH, "token": token})
+        except Exception as exc:
+            # The connection stays on its old token; at its expiry the reconnect takes a new one.
+            log.warning("token refresh refused: %r", exc)
+            return
+        self.user_id = token_subject(token)
+        self._schedule_refresh(token)
 
     def _drop_transport(self) -> None:
         """Abandon the current connection (a failed attempt): its close callback becomes stale."""
@@ -314,6 +359,7 @@ class LiveChatClient:
 
     def _finish(self, reason: BaseException) -> None:
         self._final = reason
+        self._schedule_refresh(None)
         self._ready = False
         for pending in self._pending.values():
             if not pending.future.done():

@@ -94,6 +94,8 @@ class Op(StrEnum):
     HISTORY = "history"
     PING = "ping"
     REPORT = "report"
+    # A new token for this connection before the current one expires.
+    REFRESH = "refresh"
     # Moderator / broadcaster
     DELETE = "delete"
     PURGE = "purge"

@@ -31,6 +31,7 @@ from livechat.protocol.messages import (
     Post,
     PurgeUser,
     React,
+    Refresh,
     Report,
     Review,
     SetComments,
@@ -54,6 +55,7 @@ from livechat.protocol.rules import (
     SLOW_MAX_S,
     STREAM_PATTERN,
     TIMEOUT_MAX_S,
+    TOKEN_MAX,
     TOP_LIMIT_DEFAULT,
     TOP_LIMIT_MAX,
     USER_ID_MAX,
@@ -104,6 +106,7 @@ class ClientDecoder:
             Op.HISTORY: self._history,
             Op.PING: self._ping,
             Op.REPORT: self._report,
+            Op.REFRESH: self._refresh,
             Op.DELETE: self._delete,
             Op.PURGE: self._purge,
             Op.TIMEOUT: self._ban,
@@ -257,6 +260,12 @@ class ClientDecoder:
 
     def _ping(self, obj: dict[str, Any], rid: int | None, op: str) -> Ping:
         return Ping(rid)
+
+    def _refresh(self, obj: dict[str, Any], rid: int | None, op: str) -> Refresh:
+        token = obj.get("token")
+        if type(token) is not str or not 0 < len(token) <= TOKEN_MAX:
+            raise _bad("token", f"a JWT of 1..{TOKEN_MAX} characters", rid)
+        return Refresh(rid, token)
 
     def _report(self, obj: dict[str, Any], rid: int | None, op: str) -> Report:
         stream = self._stream(obj, rid)

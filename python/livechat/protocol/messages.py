@@ -62,6 +62,14 @@ class Ping:
 
 
 @dataclass(slots=True)
+class Refresh:
+    """A new token for this connection (same ``sub``), sent before the current one expires."""
+
+    rid: int | None
+    token: str
+
+
+@dataclass(slots=True)
 class Report:
     rid: int | None
     stream: str
@@ -200,4 +208,6 @@ ModeratorMessage = (
     | ModQueue
     | Review
 )
-ClientMessage = Join | Leave | Post | React | Like | History | Ping | Report | Follow | Top | ModeratorMessage
+ClientMessage = (
+    Join | Leave | Post | React | Like | History | Ping | Refresh | Report | Follow | Top | ModeratorMessage
+)

@@ -15,6 +15,8 @@ TIMEOUT_MAX_S: Final = 14 * 24 * 3600
 SLOW_MAX_S: Final = 24 * 3600
 FOLLOW_AGE_MAX_S: Final = 5 * 365 * 24 * 3600
 BAN_REASON_MAX: Final = 200
+# A JWT in a `refresh` op (and at upgrade): longer is refused before any parsing.
+TOKEN_MAX: Final = 8192
 MENTIONS_MAX: Final = 10
 # A page of the moderation queue (``queue``): flagged comments and reports, each up to ``limit``.
 QUEUE_LIMIT_DEFAULT: Final = 50

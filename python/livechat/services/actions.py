@@ -105,6 +105,12 @@ class ModeratorActions:
     async def handle(self, session: Session, msg: ModeratorMessage) -> None:
         """Run one moderator message; replies ok (when it carried a rid) or the documented error."""
         ctx = self._ctx
+        actor = session.principal.user_id
+        if actor is None:  # every anonymous write, joined or not (docs/protocol.md §1)
+            ctx.reply_error(
+                session.conn, ProtocolError(ErrorCode.READ_ONLY, "anonymous viewers are read-only", msg.rid)
+            )
+            return
         member = session.streams.get(msg.stream)
         room = ctx.rooms.get(msg.stream)
         if member is None or room is None:
@@ -112,8 +118,7 @@ class ModeratorActions:
                 session.conn, ProtocolError(ErrorCode.NOT_JOINED, "join the stream first", msg.rid)
             )
             return
-        actor = session.principal.user_id
-        if member.rank < ROLE_RANK[Role.MODERATOR] or actor is None:
+        if member.rank < ROLE_RANK[Role.MODERATOR]:
             ctx.reply_error(
                 session.conn,
                 ProtocolError(ErrorCode.FORBIDDEN, "moderators and the broadcaster only", msg.rid),
@@ -173,7 +178,7 @@ class ModeratorActions:
         ban is stored, so they may come straight back. The same role rule as a ban."""
         if msg.user == actor:
             raise ProtocolError(ErrorCode.FORBIDDEN, "you cannot kick yourself", msg.rid)
-        if await self._target_rank(room.stream, msg.user) >= rank:
+        if await self._target_rank(room, msg.user) >= rank:
             raise ProtocolError(ErrorCode.FORBIDDEN, "only a stronger role can kick this user", msg.rid)
         self._events.apply(room.stream, encode_kick(msg.user), local=True)
         self._record(
@@ -285,17 +290,23 @@ class ModeratorActions:
             ModAction(room.stream, actor, ModActionKind.PURGE_USER, ctx.clock.time(), target_user_id=user_id)
         )
 
-    async def _target_rank(self, stream: str, user_id: str) -> int:
-        rank = ROLE_RANK[await self._ctx.meta.get_role(stream, user_id)]
-        for session in self._ctx.sessions.user_sessions(user_id):
-            rank = max(rank, ROLE_RANK[session.principal.role_in(stream)])
+    async def _target_rank(self, room: Room, user_id: str) -> int:
+        """The strongest role ``user_id`` holds in the room, connected or not: the stored roles
+        (the stream's owner is its broadcaster; per-stream and site-wide moderators), the room's
+        channel (its owner, or the stream id of an unregistered stream) and the roles the user's
+        tokens claimed, on their connections here and as last seen by this edge."""
+        if user_id == room.owner_id:
+            return ROLE_RANK[Role.BROADCASTER]
+        rank = ROLE_RANK[await self._ctx.meta.get_role(room.stream, user_id)]
+        for principal in self._ctx.sessions.known_principals(user_id):
+            rank = max(rank, ROLE_RANK[principal.role_in(room.stream)])
         return rank
 
     async def ban(self, room: Room, actor: str, rank: int, msg: BanUser) -> None:
         ctx = self._ctx
         if msg.user == actor:
             raise ProtocolError(ErrorCode.FORBIDDEN, "you cannot ban yourself", msg.rid)
-        if await self._target_rank(room.stream, msg.user) >= rank:
+        if await self._target_rank(room, msg.user) >= rank:
             raise ProtocolError(ErrorCode.FORBIDDEN, "only a stronger role can ban this user", msg.rid)
         now = ctx.clock.time()
         expires = now + msg.seconds if msg.seconds is not None else None

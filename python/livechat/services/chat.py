@@ -45,6 +45,7 @@ from livechat.protocol import (
     Post,
     ProtocolError,
     React,
+    Refresh,
     Report,
     Top,
     encode_error,
@@ -74,6 +75,7 @@ from livechat.services.sampling import Sampler
 from livechat.services.sessions import Session, SessionTable
 from livechat.services.shared_limits import SharedLimits
 from livechat.services.stats import ChatStats
+from livechat.services.token_expiry import TokenLifetime
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,7 @@ class ChatService:
         self._membership = Membership(ctx)
         self._reactions = Reactions(ctx)
         self._housekeeping = Housekeeping(ctx)
+        self.tokens = TokenLifetime(ctx, self._verifier, config.auth.leeway_s)
         self.remote = RemoteEvents(ctx, room_events)
         self.delivery = Delivery(ctx)
         self.log_events = LogEvents(ctx, self.delivery, room_events)
@@ -218,6 +221,7 @@ class ChatService:
         while True:
             await asyncio.sleep(interval)
             try:
+                self.tokens.sweep()
                 await self._housekeeping.run()
             except Exception:
                 log.exception("chat housekeeping failed")
@@ -282,10 +286,12 @@ class ChatService:
             principal = self._verifier.authenticate(path_and_query, authorization)
         except AuthError as exc:
             self.auth_refused[exc.code.value] = self.auth_refused.get(exc.code.value, 0) + 1
-            ctx.outbox.send(conn_id, encode_error(exc.code, exc.message))
+            ctx.outbox.send(conn_id, encode_error(exc.code, exc.message, **exc.extra))
             ctx.outbox.close(conn_id, exc.close_code, exc.message)
             return False
-        ctx.sessions.add(Session(conn_id, principal, address=client_ip(peer)))
+        session = Session(conn_id, principal, address=client_ip(peer))
+        ctx.sessions.add(session)
+        self.tokens.watch(session)
         return True
 
     def on_close(self, conn_id: int) -> None:
@@ -391,10 +397,16 @@ class ChatService:
             await self._actions.follow(session, msg)
         elif kind is Top:
             await self._actions.top(session, msg)
+        elif kind is Refresh:
+            try:
+                await self.tokens.refresh(session, msg)
+            except ProtocolError as error:
+                self._ctx.reply_error(session.conn, error)
         else:
             moderator_msg: ModeratorMessage = msg
             await self._actions.handle(session, moderator_msg)
 
     async def housekeeping(self) -> None:
         """One round of the periodic work (``start(periodic=False)`` callers run it themselves)."""
+        self.tokens.sweep()
         await self._housekeeping.run()

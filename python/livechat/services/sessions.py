@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from livechat.auth import ROLE_RANK, Principal
 from livechat.ports.meta import Role
@@ -40,15 +41,22 @@ def handle_of(text: str) -> str:
     return "".join(text.split()).lower()
 
 
+#: Signed-in users whose latest token claims are remembered after they disconnect (then all are
+#: forgotten at once: a bound on memory, ~200 bytes each).
+PRINCIPALS_REMEMBERED: Final = 100_000
+
+
 class SessionTable:
     """Sessions by connection, authenticated users' connections, and @handle -> user ids."""
 
-    __slots__ = ("_by_conn", "_by_handle", "_by_user")
+    __slots__ = ("_by_conn", "_by_handle", "_by_user", "_last_seen")
 
     def __init__(self) -> None:
         self._by_conn: dict[int, Session] = {}
         self._by_user: dict[str, set[int]] = {}
         self._by_handle: dict[str, set[str]] = {}
+        # user id -> the principal of their latest token seen here (role rules on offline users).
+        self._last_seen: dict[str, Principal] = {}
 
     def __len__(self) -> int:
         return len(self._by_conn)
@@ -62,6 +70,9 @@ class SessionTable:
         if user is None:
             return
         self._by_user.setdefault(user, set()).add(session.conn)
+        if len(self._last_seen) >= PRINCIPALS_REMEMBERED and user not in self._last_seen:
+            self._last_seen.clear()
+        self._last_seen[user] = session.principal
         for handle in {handle_of(user), handle_of(session.principal.name)}:
             self._by_handle.setdefault(handle, set()).add(user)
 
@@ -83,8 +94,23 @@ class SessionTable:
                             del self._by_handle[handle]
         return session
 
+    def replace_principal(self, session: Session, principal: Principal) -> None:
+        """``session`` runs on a refreshed token of the same user (its name may have changed)."""
+        self.remove(session.conn)
+        session.principal = principal
+        self.add(session)
+
     def user_sessions(self, user_id: str) -> list[Session]:
         return [self._by_conn[conn] for conn in self._by_user.get(user_id, ())]
+
+    def known_principals(self, user_id: str) -> list[Principal]:
+        """What the user's tokens claim: their connections' principals here, and the latest one
+        this edge saw (also once they have disconnected)."""
+        principals = [session.principal for session in self.user_sessions(user_id)]
+        last = self._last_seen.get(user_id)
+        if last is not None:
+            principals.append(last)
+        return principals
 
     def conns_in(self, user_id: str, stream: str) -> list[int]:
         """This edge's connections of ``user_id`` that joined ``stream``."""

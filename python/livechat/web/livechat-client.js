@@ -75,6 +75,7 @@ export const OP = Object.freeze({
   HISTORY: "history",
   PING: "ping",
   REPORT: "report",
+  REFRESH: "refresh",
   DELETE: "delete",
   PURGE: "purge",
   TIMEOUT: "timeout",
