@@ -6,6 +6,9 @@ target offline), and token lifetime (expiry closes 4003 unless ``refresh`` broug
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,8 @@ from livechat.client import LiveChatClient
 from livechat.ports.meta import Role, StreamInfo
 
 from tests.service.serve_process import Client, ServeProcess
+
+JS_CLIENT = Path(__file__).resolve().parents[2] / "python" / "livechat" / "web" / "livechat-client.js"
 
 OWNED = "owned-stream"
 # No leeway: a token 2 s from expiry closes within ~2 s plus one housekeeping round (0.25 s).
@@ -155,3 +160,56 @@ async def test_the_python_client_refreshes_ahead_of_expiry(serve: ServeProcess) 
         assert client.reconnects == 0  # never closed 4003: refreshed in time
         await client.ping()
     assert len(issued) >= 3, issued
+
+
+# The JavaScript client in Node (20+: --experimental-websocket), 3 s tokens from a tokenProvider.
+JS_REFRESH = r"""
+import { createHmac } from "node:crypto";
+import { readFileSync } from "node:fs";
+const [, , port, secretFile, clientPath] = process.argv;
+const { LiveChatClient } = await import(clientPath);
+const secret = readFileSync(secretFile, "utf8").trim();
+const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+let issued = 0;
+function mint() {
+  issued++;
+  const h = b64({ alg: "HS256", typ: "JWT" });
+  const p = b64({ sub: "js", aud: "livechat", exp: Math.floor(Date.now() / 1000) + 3 });
+  const sig = createHmac("sha256", secret).update(`${h}.${p}`).digest("base64url");
+  return `${h}.${p}.${sig}`;
+}
+const config = {
+  reconnectInitialMs: 100, reconnectMaxMs: 1000, reconnectFactor: 2,
+  connectTimeoutMs: 3000, requestTimeoutMs: 3000,
+};
+const client = new LiveChatClient({
+  url: `ws://127.0.0.1:${port}/live`, tokenProvider: async () => mint(), config,
+});
+const statuses = [];
+client.addEventListener("status", (e) => statuses.push(e.detail.state));
+client.addEventListener("refresh_failed", (e) => console.log("refresh_failed", e.detail.error));
+await client.connect();
+await new Promise((r) => setTimeout(r, 6000));
+console.log(JSON.stringify({ issued, reconnects: client.reconnects, connected: client.connected, statuses }));
+client.close();
+process.exit(0);
+"""
+
+
+def test_the_js_client_refreshes_ahead_of_expiry(serve: ServeProcess, tmp_path: Path) -> None:
+    node = shutil.which("node")
+    assert node is not None, "node is needed to run the JavaScript client"
+    script = tmp_path / "refresh.mjs"
+    script.write_text(JS_REFRESH)
+    secret = serve.data_dir / "hmac-secret"
+    out = subprocess.run(
+        [node, "--experimental-websocket", str(script), str(serve.port), str(secret), str(JS_CLIENT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # Never closed 4003 in 6 s of 3 s tokens: each was refreshed in time.
+    assert (result["reconnects"], result["connected"]) == (0, True), result
+    assert result["issued"] >= 3, result

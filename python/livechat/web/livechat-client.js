@@ -162,16 +162,30 @@ export class Backoff {
   }
 }
 
-/** The `sub` claim of a JWT, unverified (only to recognise our own comments). */
-export function tokenSubject(token) {
+function unverifiedClaims(token) {
   try {
     const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
     const claims = JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
-    return typeof claims.sub === "string" ? claims.sub : null;
+    return claims && typeof claims === "object" ? claims : {};
   } catch (err) {
-    return null;
+    return {};
   }
 }
+
+/** The `sub` claim of a JWT, unverified (only to recognise our own comments). */
+export function tokenSubject(token) {
+  const sub = unverifiedClaims(token).sub;
+  return typeof sub === "string" ? sub : null;
+}
+
+/** The `exp` claim of a JWT (Unix seconds), unverified; null without one. */
+export function tokenExpiry(token) {
+  const exp = unverifiedClaims(token).exp;
+  return typeof exp === "number" && Number.isFinite(exp) ? exp : null;
+}
+
+/** A token is refreshed this long before its `exp` (or half its remaining life when shorter). */
+export const REFRESH_AHEAD_MS = 60000;
 
 class SeenIds {
   constructor(capacity) {
@@ -204,12 +218,16 @@ export class LiveChatClient extends EventTarget {
    * @param {object} options
    * @param {string} options.url    ws(s)://host/live
    * @param {string} [options.token] a JWT (sent as ?token=, browsers cannot set headers); none = read-only
+   * @param {() => Promise<string>} [options.tokenProvider] called for a fresh token on every
+   *   (re)connect and ahead of each token's `exp`, then sent as a `refresh` op (docs/protocol.md §1)
    * @param {object} options.config the served ClientConfig (livechat-config.js)
    */
-  constructor({ url, token, config }) {
+  constructor({ url, token, tokenProvider, config }) {
     super();
     this.url = url;
     this.token = token || null;
+    this.tokenProvider = tokenProvider || null;
+    this.refreshTimer = null;
     this.userId = this.token ? tokenSubject(this.token) : null;
     this.config = config;
     this.backoff = new Backoff({
@@ -262,11 +280,44 @@ export class LiveChatClient extends EventTarget {
     if (this.finalError) return;
     this.closing = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.refreshTimer);
     if (this.ws) this.ws.close(CLOSE.NORMAL);
     this.finish(new LiveChatError("closed", "the client was closed"));
   }
 
-  open() {
+  async open() {
+    if (this.tokenProvider) {
+      this.token = await this.tokenProvider();
+      this.userId = tokenSubject(this.token);
+    }
+    await this.openSocket();
+    this.scheduleRefresh();
+  }
+
+  /** With a tokenProvider: send a `refresh` with a new token ahead of the current one's expiry. */
+  scheduleRefresh() {
+    clearTimeout(this.refreshTimer);
+    const exp = tokenExpiry(this.token);
+    if (!this.tokenProvider || exp === null || this.closing || this.finalError) return;
+    const leftMs = exp * 1000 - Date.now();
+    const delayMs = Math.max(0, leftMs - Math.min(REFRESH_AHEAD_MS, leftMs / 2));
+    this.refreshTimer = setTimeout(() => this.refresh(), delayMs);
+  }
+
+  async refresh() {
+    try {
+      const token = await this.tokenProvider();
+      await this.request(() => ({ op: OP.REFRESH, token }));
+      this.token = token;
+      this.userId = tokenSubject(token);
+      this.scheduleRefresh();
+    } catch (err) {
+      // The connection stays on its old token; at its expiry (4003) the reconnect takes a new one.
+      this.emit("refresh_failed", { error: err });
+    }
+  }
+
+  openSocket() {
     return new Promise((resolve, reject) => {
       const generation = ++this.generation;
       const query = this.token ? `?token=${encodeURIComponent(this.token)}` : "";
@@ -326,7 +377,7 @@ export class LiveChatClient extends EventTarget {
     let finalError = null;
     if (this.closing) {
       finalError = new LiveChatError("closed", "the client was closed");
-    } else if (REFUSED_TOKEN.has(code)) {
+    } else if (REFUSED_TOKEN.has(code) && !(code === CLOSE.AUTH_EXPIRED && this.tokenProvider)) {
       const [errCode, msg] = this.lastError || [`close_${code}`, reason];
       finalError = new LiveChatError(errCode, msg, { close: code });
     }
@@ -381,6 +432,7 @@ export class LiveChatClient extends EventTarget {
   }
 
   finish(error) {
+    clearTimeout(this.refreshTimer);
     this.finalError = error;
     this.ready = false;
     this.opening = false;
