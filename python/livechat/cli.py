@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from livechat.cli_options import (
     EDGE_FLAGS,
@@ -70,49 +69,24 @@ def _run_bare_edge(args: argparse.Namespace, mode: str) -> int:
     return EXIT_OK
 
 
+#: `livechat serve` only: edge processes behind the one port (livechat.server.workers).
+WORKER_FLAGS: Final = (Flag("--workers", "server.workers", "edge processes sharing the port", "N"),)
+
+
 def _serve(args: argparse.Namespace) -> int:
-    import logging
-
-    import uvloop
-
     from livechat.devsecret import with_dev_secret
-    from livechat.server import LiveChatServer
+    from livechat.server.workers import serve_in_process, serve_workers
 
     try:
-        config = _resolve(args, EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS, "app").config
+        config = _resolve(args, EDGE_FLAGS + SERVE_FLAGS + WORKER_FLAGS + LOG_FLAGS, "app").config
     except ConfigError as exc:
         return fail("serve", exc)
     configure_logs(config)
-    log = logging.getLogger("livechat.cli")
+    # Read (or created) once, before any worker starts: every worker verifies the same tokens.
     config = with_dev_secret(config)
-
-    async def run() -> None:
-        gc.set_threshold(*config.ops.gc_thresholds)
-        server = LiveChatServer(config)
-        port = await server.start()
-        if config.ops.log_format == "plain":
-            print(
-                f"livechat serve: ws://{config.edge.host}:{port}/ (data in {config.backends.data_dir})",
-                flush=True,
-            )
-        loop = asyncio.get_running_loop()
-        stopping: list[asyncio.Task[None]] = []
-
-        def on_signal(sig: signal.Signals) -> None:
-            log.info("%s received", sig.name, extra={"event": "signal", "signal": sig.name})
-            if not stopping:
-                stopping.append(loop.create_task(server.stop()))
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig)
-        await server.wait_stopped()
-
-    try:
-        uvloop.run(run())
-    except OSError as exc:
-        log.error("cannot start: %s", exc, extra={"event": "start_failed"})
-        return EXIT_PROBLEMS
-    return EXIT_OK
+    if config.server.workers > 1:
+        return serve_workers(config)
+    return serve_in_process(config)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -242,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(/metrics, /healthz, /readyz). SIGTERM drains: /readyz 503, then close 1001 after flushing.",
     )
     add_config_options(serve)
-    add_flags(serve, EDGE_FLAGS + SERVE_FLAGS + LOG_FLAGS)
+    add_flags(serve, EDGE_FLAGS + SERVE_FLAGS + WORKER_FLAGS + LOG_FLAGS)
 
     echo = sub.add_parser(
         "echo",

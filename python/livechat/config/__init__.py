@@ -30,6 +30,7 @@ from livechat.config.model import (
     OpsConfig,
     RoomConfig,
     SamplingConfig,
+    ServerConfig,
 )
 from livechat.config.overrides import parse_assignment, parse_text, parse_value, read_env
 from livechat.config.resolve import CONFIG_ENV, Resolved, resolve
@@ -64,6 +65,7 @@ __all__ = [
     "Resolved",
     "RoomConfig",
     "SamplingConfig",
+    "ServerConfig",
     "coerce",
     "config_fields",
     "config_sections",

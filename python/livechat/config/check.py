@@ -128,9 +128,20 @@ def _ops(config: LiveChatConfig) -> Iterator[str]:
         yield "ops.broker_probe_interval_s must be above 0"
 
 
+def _server(config: LiveChatConfig) -> Iterator[str]:
+    workers = config.server.workers
+    if workers < 1:
+        yield f"server.workers = {workers}: at least 1"
+    elif workers > 1 and config.chat.node_id >= 0:
+        yield (
+            f"chat.node_id = {config.chat.node_id} with server.workers = {workers}: workers would mint "
+            "the same comment ids; use -1 (each worker leases its own)"
+        )
+
+
 def problems(config: LiveChatConfig) -> list[str]:
     """Every reason ``config`` would fail (or misbehave) at start-up; empty when it is fine."""
     found: list[str] = []
-    for check in (_numbers, _edge, _chat, _backends, _ops):
+    for check in (_numbers, _edge, _chat, _backends, _ops, _server):
         found.extend(check(config))
     return found

@@ -3,9 +3,9 @@ reported) and ``to_toml`` (a whole configuration printed so that ``read_file`` r
 
 The file's tables mirror ``LiveChatConfig``: ``edge_id`` at the top, then ``[edge]``, ``[chat]``,
 ``[chat.auth]``, ``[chat.limits]``, ``[chat.sampling]``, ``[chat.moderation]``, ``[chat.rooms]``,
-``[backends]`` and ``[ops]``. A key that is not a field is an error naming it (a typo never falls
-back to a default silently); a value of the wrong type is an error naming key and type. An optional
-field (``str | None``) is unset with ``""``.
+``[backends]``, ``[ops]`` and ``[server]``. A key that is not a field is an error naming it (a typo
+never falls back to a default silently); a value of the wrong type is an error naming key and type.
+An optional field (``str | None``) is unset with ``""``.
 """
 
 from __future__ import annotations

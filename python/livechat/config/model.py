@@ -303,6 +303,21 @@ class OpsConfig:
 # --- the whole process -------------------------------------------------------------------------
 
 
+# --- process layout: livechat serve --workers N (livechat.server.workers) ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """How many edge processes ``livechat serve`` runs behind its one port."""
+
+    # N > 1: the parent binds edge.port once and hands the socket to N worker processes (each its
+    # own edge, services and admin port ops.admin_port + i). They share state through the
+    # configured backends; with the embedded memory:// broker/registry the parent starts a
+    # private local redis-server for them (the one process-shared broker the Redis backends
+    # already speak), and the SQLite file is shared. chat.node_id must be -1 (leased per worker).
+    workers: int = 1
+
+
 @dataclass(frozen=True, slots=True)
 class LiveChatConfig:
     """One ``livechat serve`` process: its edge, chat services, backends and operator surface."""
@@ -313,6 +328,7 @@ class LiveChatConfig:
     chat: ChatConfig = dataclasses.field(default_factory=ChatConfig)
     backends: BackendConfig = dataclasses.field(default_factory=BackendConfig)
     ops: OpsConfig = dataclasses.field(default_factory=OpsConfig)
+    server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
 
 
 #: The defaults as one value, for code that needs one outside these dataclasses (a default argument,
