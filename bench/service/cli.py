@@ -4,6 +4,7 @@
     python -m bench.service --only throughput     # (a) comments/s one edge accepts, embedded mode
     python -m bench.service --only latency        # (b) p99 publish -> delivery, two edges on Redis
     python -m bench.service --quick               # small and short: a smoke run (under a minute)
+    python -m bench.service --only scale          # (c) one stream, 100 000 viewers, --workers 7 (~8 min)
 
 Writes ``bench/results/service-<date>.json`` (everything) and ``.md`` (the tables); exit code 1
 when a run failed or missed its target (``--no-fail`` to always exit 0).
@@ -26,6 +27,7 @@ from typing import Any
 from bench.service import report
 from bench.service.harness import REPO, wait_quiet
 from bench.service.latency import LatencyPlan, run_latency
+from bench.service.scale import ScalePlan, run_scale
 from bench.service.throughput import ThroughputPlan, run_throughput
 
 QUICK_THROUGHPUT = ThroughputPlan(poster_procs=1, conns_per_proc=4, window=32, warmup_s=1.0, seconds=3.0)
@@ -34,7 +36,11 @@ QUICK_LATENCY = LatencyPlan(viewers_b=1_500, viewers_a=500, warmup_s=2.0, second
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.service", description=__doc__.split("\n")[0])
-    p.add_argument("--only", choices=("throughput", "latency"), help="run one benchmark only")
+    p.add_argument(
+        "--only",
+        choices=("throughput", "latency", "scale"),
+        help="run one benchmark only (scale: only this way)",
+    )
     p.add_argument("--quick", action="store_true", help="small and short (a smoke run)")
     p.add_argument("--wait-quiet", type=float, default=60.0, help="wait up to S s for an idle machine first")
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/service-<date>.json)")
@@ -57,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--viewers-a", type=int, default=lat.viewers_a)
     p.add_argument("--rate", type=float, default=lat.rate, help="comments/s posted on edge A")
     p.add_argument("--latency-seconds", type=float, default=lat.seconds)
+    sc = ScalePlan()
+    p.add_argument("--workers", type=int, default=sc.workers, help="scale: livechat serve --workers N")
+    p.add_argument("--viewers", type=int, default=sc.viewers, help="scale: viewers of the one stream")
+    p.add_argument("--probes", type=int, default=sc.probes, help="scale: timed viewers, connected last")
+    p.add_argument("--scale-seconds", type=float, default=sc.seconds, help="scale: seconds per rate")
+    p.add_argument("--no-storm", action="store_true", help="scale: skip the reconnect storm")
     return p
 
 
@@ -106,6 +118,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["latency"] = await run_latency(latency_plan, work / "latency")
             except Exception as exc:
                 result["latency"] = {"plan": dataclasses.asdict(latency_plan), "error": repr(exc)}
+        if args.only == "scale":
+            scale_plan = ScalePlan(
+                workers=args.workers,
+                viewers=args.viewers,
+                probes=args.probes,
+                seconds=args.scale_seconds,
+                storm=not args.no_storm,
+                edge_args=tuple(arg for a in args.edge_set for arg in ("--set", a)),
+            )
+            result["scale_busy_before"] = wait_quiet(args.wait_quiet)
+            try:
+                result["scale"] = await run_scale(scale_plan, work / "scale")
+            except Exception as exc:
+                result["scale"] = {"plan": dataclasses.asdict(scale_plan), "error": repr(exc)}
     return result
 
 

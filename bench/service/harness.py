@@ -127,10 +127,11 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-async def spawn_worker(name: str, role: str, log: IO[bytes]) -> LoadWorker:
+async def spawn_worker(name: str, role: str, log: IO[bytes], *extra: str) -> LoadWorker:
     """A ``bench.service.loadgen`` process (role posters or viewers), or for role ``sinks`` a
-    ``bench.service.sinks`` process."""
+    ``bench.service.sinks`` process; ``extra``: more command-line arguments."""
     args = ["bench.service.sinks"] if role == "sinks" else ["bench.service.loadgen", "--role", role]
+    args += extra
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -42,7 +42,21 @@ def passed(result: dict[str, Any]) -> bool:
         checks.append(throughput_ok(result["throughput"]))
     if "latency" in result:
         checks.append(latency_ok(result["latency"]))
+    if "scale" in result:
+        checks.append(scale_ok(result["scale"]))
     return all(checks)
+
+
+def scale_ok(sc: dict[str, Any]) -> bool:
+    """Every probe got every comment at every rate, and the storm brought every viewer back."""
+    if "error" in sc:
+        return False
+    steps_ok = all(s["probe_delivered_pct"] == 100.0 and s["gaps"] == 0 for s in sc["steps"])
+    storm = sc.get("storm")
+    storm_ok = storm is None or (
+        storm["reconnect_failed"] == 0 and storm["after"]["probe_delivered_pct"] == 100.0
+    )
+    return steps_ok and storm_ok
 
 
 def render(result: dict[str, Any]) -> str:
@@ -58,6 +72,8 @@ def render(result: dict[str, Any]) -> str:
         lines += _throughput(result["throughput"], result.get("throughput_busy_before"))
     if "latency" in result:
         lines += _latency(result["latency"], result.get("latency_busy_before"))
+    if "scale" in result:
+        lines += _scale(result["scale"], result.get("scale_busy_before"))
     return "\n".join(lines) + "\n"
 
 
@@ -165,3 +181,52 @@ def _latency(lat: dict[str, Any], busy_before: float | None) -> list[str]:
         "",
     ]
     return out
+
+
+def _scale(sc: dict[str, Any], busy_before: float | None) -> list[str]:
+    plan = sc["plan"]
+    lines = [
+        f"## (c) One stream, {plan['viewers']:,} viewers, `livechat serve --workers {plan['workers']}`",
+        "",
+        f"Machine busy before: {_num(busy_before, 2)} cores. Server: `{' '.join(sc.get('server_command', []))}`",
+        "",
+    ]
+    if "error" in sc:
+        return [*lines, f"**failed**: {sc['error']}", ""]
+    c, m = sc["connect"], sc["memory"]
+    lines += [
+        "| connect | value |",
+        "|---|---|",
+        f"| viewers connected and joined | {_num(c['connections_on_workers'], 0)} of {c['viewers']:,} |",
+        f"| per worker | {', '.join(_num(x, 0) for x in c['per_worker'])} |",
+        f"| time to connect all | {_num(c['seconds'])} s |",
+        f"| worker CPU per accepted connection (upgrade + join) | {_num(c['cpu_us_per_connection'])} µs |",
+        f"| worker RSS idle → loaded | {_num(m['idle_rss_mib'])} → {_num(m['loaded_rss_mib'])} MiB |",
+        f"| RSS per connection (workers) | {_num(m['rss_bytes_per_connection'], 0)} B |",
+        f"| kernel slab per connection (both loopback ends) | {_num(m['kernel_slab_bytes_per_connection_both_ends'], 0)} B |",
+        "",
+        "| comments/s | probe delivered | p50 | p99 | max | gaps | edge deliveries / expected "
+        "| worker cores | µs worker CPU per delivery | machine cores | ack p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in sc["steps"]:
+        lines.append(
+            f"| {_num(s['rate'], 0)} | {_num(s['probe_delivered_pct'], 2)} % | {_num(s['p50_ms'])} ms "
+            f"| {_num(s['p99_ms'])} ms | {_num(s['max_ms'])} ms | {s['gaps']} "
+            f"| {_num(s['edge_deliveries'], 0)} / {s['deliveries_expected']:,} | {_num(s['worker_cores'], 2)} "
+            f"| {_num(s['worker_cpu_us_per_delivery'], 2)} | {_num(s['machine_cores'], 2)} "
+            f"| {_num(s['ack_p99_ms'])} ms |"
+        )
+    storm = sc.get("storm")
+    if storm:
+        after = storm["after"]
+        lines += [
+            "",
+            f"Reconnect storm: {storm['workers_killed']} workers SIGKILLed at once; workers back in "
+            f"{_num(storm['workers_back_s'])} s; {storm['viewers_lost']:,} viewers lost, "
+            f"{storm['reconnected']:,} reconnected and joined ({storm['reconnect_failed']} failed), all back "
+            f"{_num(storm['all_back_s'])} s after the kill; {_num(storm['connections_after'], 0)} connections after; "
+            f"{_num(storm['worker_cpu_us_per_reconnect'])} µs worker CPU per reconnect. Comments at 2/s after it: "
+            f"{_num(after['probe_delivered_pct'], 2)} % delivered to the probes, p99 {_num(after['p99_ms'])} ms.",
+        ]
+    return [*lines, ""]
