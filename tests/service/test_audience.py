@@ -78,7 +78,9 @@ async def test_block_list_matches_whole_words_only(serve: ServeProcess, room: Ro
     await room.healthy()
 
 
-async def test_shadow_ban_hides_every_later_comment_and_tells_nothing(room: Room) -> None:
+async def test_shadow_ban_hides_every_later_comment_and_tells_nothing(
+    serve: ServeProcess, room: Room
+) -> None:
     shady = await room.joined("shady")  # 3 strikes: this offence is a shadow ban
     offence = await room.post(shady, "go to hell")
     clean = await room.post(shady, "a perfectly nice comment")
@@ -97,6 +99,7 @@ async def test_shadow_ban_hides_every_later_comment_and_tells_nothing(room: Room
     everything = shady.events + shady.direct + shady.replies
     assert not any("keep" in e for e in everything)
     assert all(e.get("k") != "del" for e in shady.events)
+    assert await strikes(serve, "shady") == 4, "the offence is a strike, a shadowed clean comment is not"
 
 
 async def test_kick_closes_the_targets_connections_and_stores_no_ban(serve: ServeProcess, room: Room) -> None:
@@ -264,10 +267,6 @@ async def test_highlights_are_stored(serve: ServeProcess, room: Room) -> None:
     await room.healthy()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rooms.py RoomDirectory._load does not read meta.list_highlights yet (H-12 report: patch)",
-)
 async def test_highlights_survive_a_restart(tmp_path: Path) -> None:
     proc = ServeProcess(tmp_path / "data", *serve_args()).start()
     try:
@@ -287,9 +286,6 @@ async def test_highlights_survive_a_restart(tmp_path: Path) -> None:
         proc.stop()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="comments.py does not check reply_to yet (H-12 report: patch item3-reply-to)"
-)
 async def test_reply_to_an_unknown_comment_is_refused(room: Room) -> None:
     talker = await room.joined("talker")
     parent = room.note(await room.post(talker, "a question"))
@@ -300,9 +296,6 @@ async def test_reply_to_an_unknown_comment_is_refused(room: Room) -> None:
     await room.healthy()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="comments.py puts every @handle in m (H-12 report: resolve them, item 3)"
-)
 async def test_mentions_list_only_users_that_exist(room: Room) -> None:
     await room.joined("ann")  # a join records the user
     talker = await room.joined("talker2")
@@ -311,10 +304,6 @@ async def test_mentions_list_only_users_that_exist(room: Room) -> None:
     assert comment["m"] == ["ann"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reactions.py refuses likes of comments the room loaded from history (H-12 report: patch item8)",
-)
 async def test_comments_from_before_a_restart_can_be_liked(tmp_path: Path) -> None:
     proc = ServeProcess(tmp_path / "data", *serve_args()).start()
     try:
@@ -355,3 +344,34 @@ async def test_top_ranks_by_likes_replies_and_reputation(room: Room) -> None:
     assert ranked[:2] == [(liked, 3), (asked, 2)], ranked
     assert plain not in {c["id"] for c in top["items"]}
     assert (await talker.call("top", stream=s, limit=0))["code"] == "bad_field"
+
+
+async def test_reply_to_checks_history_and_refuses_deleted_comments(tmp_path: Path) -> None:
+    """A recent window of 2: the parent is only in history; a deleted one is nowhere."""
+    proc = ServeProcess(
+        tmp_path / "data",
+        *serve_args(),
+        "--set",
+        "chat.rooms.recent_buffer=2",
+        "--set",
+        "chat.rooms.snapshot_comments=2",
+    ).start()
+    try:
+        owner = await proc.client("rt-owner", streams={"rt": "broadcaster"})
+        await owner.join(
+            "rt",
+        )
+        ids = []
+        for i in range(4):
+            ack = await owner.call("post", stream="rt", text=f"comment {i}", cmid=f"rt{i}")
+            ids.append(ack["id"])
+        assert (await owner.call("delete", stream="rt", id=ids[2]))["op"] == "delete"
+        old = await owner.call("post", stream="rt", text="to the first", cmid="r0", reply_to=ids[0])
+        assert old["t"] == "ack", old
+        gone = await owner.call("post", stream="rt", text="to the deleted", cmid="r2", reply_to=ids[2])
+        assert (gone.get("code"), gone.get("field"), gone.get("cmid")) == ("not_found", "reply_to", "r2")
+        history = await owner.call("history", stream="rt")
+        assert [c["x"] for c in history["items"]] == ["to the first", "comment 3", "comment 1", "comment 0"]
+    finally:
+        await Client.close_all()
+        proc.stop()

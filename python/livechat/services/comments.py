@@ -11,12 +11,20 @@ Acks of one connection go out in post order; replies to its other messages may o
 
 Fan-out per comment: shadow-banned -> the author's connections only; sampled out -> stored, sent
 directly to the author's and mentioned users' connections; otherwise -> the stream's tick.
+
+References are checked by the writer before the append (they may need a store read): a
+``reply_to`` that is neither in the room's recent window, nor acked here lately (shared log), nor
+in history is refused ``not_found`` (``field: "reply_to"``) and nothing is stored (the post still
+used its rate and slow-mode slots); ``m`` keeps only the @handles that name a user
+(``livechat.services.mentions``). A store that fails or is late lets both stand (fail open: they
+are hints for display and notifications, not permissions).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -40,7 +48,8 @@ from livechat.protocol import (
 from livechat.services.context import ChatContext
 from livechat.services.delivery import Delivery, StoredPost
 from livechat.services.idempotency import AckRecord, idempotency_key
-from livechat.services.moderation import ACCEPTED, Decision, ReviewItem, ReviewQueue
+from livechat.services.mentions import LOOKUP_TIMEOUT_S, MentionResolver
+from livechat.services.moderation import ACCEPTED, SHADOWED, Decision, ReviewItem, ReviewQueue
 from livechat.services.room import Room
 from livechat.services.sessions import Session
 from livechat.services.shared_limits import SharedCheck, SharedLimits
@@ -51,6 +60,10 @@ _BADGES = (None, "mod", "bc")
 
 #: Above this many comments waiting for storage, ``backpressure`` makes the caller wait.
 HIGH_WATER: Final = 20_000
+#: With a shared log, a comment acked here reaches the room's recent window when the log hands it
+#: back and history when ``livechat worker persist`` writes it: until then (a log round trip, well
+#: under this many seconds) a reply to it is checked against the acks of this edge.
+ACKED_WINDOW_S: Final = 5.0
 
 
 @dataclass(slots=True)
@@ -73,6 +86,12 @@ class PendingComment:
     replies: list[tuple[int, int | None, str]] = field(default_factory=list)
     # When it was admitted (ns since the epoch), only while tracing (``livechat.tracing``).
     admitted_ns: int = 0
+    # What the event is encoded from, to encode it again when ``mentions`` shrink.
+    name: str = ""
+    reply_to: int | None = None
+    badge: str | None = None
+    # ``reply_to`` is neither in the room's recent window nor acked lately: history is asked.
+    reply_unchecked: bool = False
 
 
 @dataclass(slots=True)
@@ -111,7 +130,17 @@ class CommentPipeline:
         self._unput: list[StoredComment] = []
         self._unmarked: dict[str, int] = {}
         self._marks_frozen = False
-        self.counters = {"accepted": 0, "duplicates": 0, "sampled_out": 0, "shadowed": 0, "rejected": 0}
+        self._mentions = MentionResolver(ctx.meta, ctx.clock)
+        # With a shared log: (stream, comment id) -> monotonic ack time, for ACKED_WINDOW_S.
+        self._acked_ids: OrderedDict[tuple[str, int], float] = OrderedDict()
+        self.counters = {
+            "accepted": 0,
+            "duplicates": 0,
+            "sampled_out": 0,
+            "shadowed": 0,
+            "rejected": 0,
+            "reply_unknown": 0,
+        }
 
     @property
     def pending(self) -> int:
@@ -379,7 +408,9 @@ class CommentPipeline:
                 ctx.strike(user)
                 self._refuse(candidate, ErrorCode.REJECTED, "the comment breaks the chat rules")
                 continue
-            if decision is Decision.SHADOW_BAN:
+            if decision is Decision.SHADOW_BAN and verdict is not SHADOWED:
+                # The offence that shadow-bans is a strike; the banned user's later comments are
+                # not offences (a clean comment must not raise their count).
                 ctx.strike(user)
             msg = candidate.msg
             session = candidate.session
@@ -390,15 +421,10 @@ class CommentPipeline:
             ts_ms = id_timestamp_ms(comment_id)
             text = msg.text
             mentions = extract_mentions(text) if "@" in text else []
+            badge = _BADGES[candidate.rank]
+            reply_to = msg.reply_to
             payload = encode_comment(
-                comment_id,
-                user,
-                session.principal.name,
-                text,
-                ts_ms,
-                msg.reply_to,
-                mentions,
-                _BADGES[candidate.rank],
+                comment_id, user, session.principal.name, text, ts_ms, reply_to, mentions, badge
             )
             pending = PendingComment(
                 msg.stream,
@@ -416,6 +442,10 @@ class CommentPipeline:
                 room.modes.slow_seconds if room is not None else 0,
                 candidate.replies,
                 tracing.now_ns(),
+                session.principal.name,
+                reply_to,
+                badge,
+                reply_to is not None and not self._reply_known(msg.stream, reply_to),
             )
             self._pending.append(pending)
             self._unacked[candidate.key] = pending
@@ -428,6 +458,7 @@ class CommentPipeline:
         stays out of the shared log (every edge would show it) and is acked from this edge alone.
         """
         ctx = self._ctx
+        batch = await self._check_references(batch)
         if ctx.shared_limits is not None:
             batch = await self._shared_limits(ctx.shared_limits, batch)
             if not batch:
@@ -527,6 +558,71 @@ class CommentPipeline:
         if history_put is not None:
             await history_put
 
+    def _reply_known(self, stream: str, comment_id: int) -> bool:
+        """Whether ``comment_id`` is known to exist in ``stream`` without a store read."""
+        room = self._ctx.rooms.get(stream)
+        if room is not None and comment_id in room.recent:
+            return True
+        acked = self._acked_ids.get((stream, comment_id))
+        return acked is not None and acked >= self._ctx.clock.monotonic() - ACKED_WINDOW_S
+
+    async def _check_references(self, batch: list[PendingComment]) -> list[PendingComment]:
+        """The batch without replies to comments that do not exist (their authors are told
+        ``not_found``), with ``m`` cut to the handles that name a user."""
+        asking = [p for p in batch if p.reply_unchecked]
+        naming = [p for p in batch if p.mentions]
+        if not (asking or naming):
+            return batch
+        history = self._ctx.history
+        gets = [asyncio.ensure_future(history.get(p.stream, p.reply_to or 0)) for p in asking]
+        resolved = await self._mentions.existing([p.mentions for p in naming]) if naming else []
+        for pending, kept in zip(naming, resolved, strict=True):
+            if kept != pending.mentions:
+                pending.mentions = kept
+                pending.payload = encode_comment(
+                    pending.comment_id,
+                    pending.user_id,
+                    pending.name,
+                    pending.text,
+                    pending.ts_ms,
+                    pending.reply_to,
+                    kept,
+                    pending.badge,
+                )
+        if not gets:
+            return batch
+        done, late = await asyncio.wait(gets, timeout=LOOKUP_TIMEOUT_S)
+        for task in late:
+            task.cancel()
+        missing: set[int] = set()
+        for pending, task in zip(asking, gets, strict=True):
+            if task not in done or task.exception() is not None:
+                # History late or down: the reply stands (fail open).
+                if task in done and not isinstance(task.exception(), BackendError):
+                    log.error("checking reply_to %d failed", pending.reply_to, exc_info=task.exception())
+                continue
+            if task.result() is None and not self._reply_known(pending.stream, pending.reply_to or 0):
+                missing.add(id(pending))
+                self._refuse_reference(pending)
+        return [p for p in batch if id(p) not in missing] if missing else batch
+
+    def _refuse_reference(self, pending: PendingComment) -> None:
+        self.counters["reply_unknown"] += 1
+        if self._unacked.get(pending.key) is pending:
+            del self._unacked[pending.key]
+        for conn, rid, cmid in pending.replies:
+            self._ctx.reply_error(
+                conn,
+                ProtocolError(
+                    ErrorCode.NOT_FOUND,
+                    f"no comment {pending.reply_to} to reply to in this stream",
+                    rid,
+                    cmid=cmid,
+                    field="reply_to",
+                ),
+            )
+        pending.replies.clear()
+
     async def _shared_limits(self, limits: SharedLimits, batch: list[PendingComment]) -> list[PendingComment]:
         """The batch without the posts the cluster-wide limits refuse (their authors are told)."""
         refusals = await limits.check_many(
@@ -584,6 +680,11 @@ class CommentPipeline:
         ctx = self._ctx
         ctx.idempotency.put(pending.key, AckRecord(pending.stream, pending.comment_id, pending.ts_ms), now)
         self._unacked.pop(pending.key, None)
+        if ctx.shared_log:
+            acked = self._acked_ids
+            acked[(pending.stream, pending.comment_id)] = now
+            while acked and next(iter(acked.values())) < now - ACKED_WINDOW_S:
+                acked.popitem(last=False)
         first = True
         for conn, rid, cmid in pending.replies:
             replies.append(

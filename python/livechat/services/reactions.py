@@ -3,7 +3,8 @@
 Both need a signed-in member of the stream. Reactions take the per-user reaction bucket
 (``limits.reactions_per_minute``), likes and unlikes the like budget (``limits.likes_per_minute``
 per connection and ``likes_per_minute_per_user``); totals are folded into the stream's state slots
-by ``livechat.services.engagement``.
+by ``livechat.services.engagement``. A comment can be liked while it is in the room's recent window,
+also one the room loaded from history (posted before a restart).
 """
 
 from __future__ import annotations
@@ -59,7 +60,14 @@ class Reactions:
         user = self._writer(session, msg.stream, msg.rid, Budget.LIKE)
         if user is None:
             return
-        changed = self._ctx.engagement.like(msg.stream, msg.comment_id, user, msg.on)
+        engagement = self._ctx.engagement
+        changed = engagement.like(msg.stream, msg.comment_id, user, msg.on)
+        room = self._ctx.rooms.get(msg.stream)
+        if changed is None and room is not None and msg.comment_id in room.recent:
+            # A comment the room loaded from history (from before a restart, or before this edge's
+            # first viewer): its likes are tracked from now on, as for a new one.
+            engagement.comment_posted(msg.stream, msg.comment_id, count=False)
+            changed = engagement.like(msg.stream, msg.comment_id, user, msg.on)
         if changed is None:
             self._ctx.reply_error(
                 session.conn,

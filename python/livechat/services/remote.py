@@ -7,9 +7,10 @@ decisions (``RoomEvents.apply``); these run one after the other, in broker order
 
 Why the stores first: stores may be per edge (``livechat serve --broker redis://…`` keeps SQLite
 under each edge's data dir). Without the write a deleted comment would come back from this edge's
-history, and a ban, room mode or pin decided elsewhere would be forgotten when this edge restarts
-and reloads the room. With shared stores the writes repeat what the deciding edge wrote: deletes,
-bans, unbans, modes and pins are idempotent.
+history, and a ban, room mode, pin or highlight decided elsewhere would be forgotten when this edge
+restarts and reloads the room. With shared stores the writes repeat what the deciding edge wrote:
+deletes, bans, unbans, modes, pins and highlights are idempotent (a repeated highlight stays the
+newest, kept once).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ async def store_remote(ctx: ChatContext, stream: str, event: dict[str, Any]) -> 
         room = ctx.rooms.get(stream)
         current = room.modes if room is not None else await meta.get_modes(stream)
         await meta.set_modes(stream, modes_from(current, event))
+    elif kind == EventKind.HIGHLIGHT:
+        await meta.add_highlight(stream, int(event["id"]))
     elif kind == EventKind.PIN:
         comment = event.get("c")
         if comment is None:

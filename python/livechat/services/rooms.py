@@ -20,7 +20,7 @@ from livechat.ports.history import HistoryStore
 from livechat.ports.log_follower import LogFollower, LogHandler
 from livechat.ports.meta import GLOBAL_STREAM, MetaStore
 from livechat.services.clock import Clock
-from livechat.services.room import Room, ban_in_force
+from livechat.services.room import HIGHLIGHTS_KEPT, Room, ban_in_force
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ class RoomDirectory:
         )
         room.modes = await meta.get_modes(stream)
         room.pin = await meta.get_pin(stream, now)
+        room.highlights.extend(await meta.list_highlights(stream, HIGHLIGHTS_KEPT))
         for ban in await meta.list_bans(stream, now):
             room.apply_ban(ban)
         capacity = self._config.recent_buffer

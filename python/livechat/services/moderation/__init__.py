@@ -9,6 +9,7 @@ from livechat.services.moderation.classifier import (
 )
 from livechat.services.moderation.pipeline import (
     ACCEPTED,
+    SHADOWED,
     STRIKES,
     TOMBSTONE_BUDGET_S,
     Decision,
@@ -21,6 +22,7 @@ from livechat.services.moderation.rules import RuleHit, Rules
 
 __all__ = [
     "ACCEPTED",
+    "SHADOWED",
     "STRIKES",
     "TOMBSTONE_BUDGET_S",
     "BreakerState",
