@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -195,7 +196,13 @@ class Poster(Connection):
         rid = self.next_rid
         self.next_rid += 1
         frame = msgpack.packb(
-            {"op": "post", "stream": self.stream, "text": text, "cmid": f"{self.index}-{rid}", "rid": rid}
+            {
+                "op": "post",
+                "stream": self.stream,
+                "text": text,
+                "cmid": f"{self.gen.cmid_prefix}{self.index}-{rid}",
+                "rid": rid,
+            }
         )
         self.in_flight[rid] = _monotonic_ns()
         self.transport.send(_BINARY, frame)
@@ -243,6 +250,9 @@ class LoadGenerator:
         self.flood_seq = 0
         self.comment_events = 0
         self.ack_latency_ns: list[int] = []
+        # A poster process's cmids are its own: a second process posting as the same users (after
+        # a restart of the server) must not be answered with the first one's acks (`dup`).
+        self.cmid_prefix = f"{os.getpid()}-"
 
     def flood_text(self) -> str:
         self.flood_seq += 1

@@ -188,7 +188,8 @@ def _scale(sc: dict[str, Any], busy_before: float | None) -> list[str]:
     lines = [
         f"## (c) One stream, {plan['viewers']:,} viewers, `livechat serve --workers {plan['workers']}`",
         "",
-        f"Machine busy before: {_num(busy_before, 2)} cores. Server: `{' '.join(sc.get('server_command', []))}`",
+        f"Machine busy before: {_num(busy_before, 2)} cores. "
+        f"Server: `{' '.join(sc.get('server_command', []))}`",
         "",
     ]
     if "error" in sc:
@@ -203,7 +204,8 @@ def _scale(sc: dict[str, Any], busy_before: float | None) -> list[str]:
         f"| worker CPU per accepted connection (upgrade + join) | {_num(c['cpu_us_per_connection'])} µs |",
         f"| worker RSS idle → loaded | {_num(m['idle_rss_mib'])} → {_num(m['loaded_rss_mib'])} MiB |",
         f"| RSS per connection (workers) | {_num(m['rss_bytes_per_connection'], 0)} B |",
-        f"| kernel slab per connection (both loopback ends) | {_num(m['kernel_slab_bytes_per_connection_both_ends'], 0)} B |",
+        "| kernel slab per connection (both loopback ends) "
+        f"| {_num(m['kernel_slab_bytes_per_connection_both_ends'], 0)} B |",
         "",
         "| comments/s | probe delivered | p50 | p99 | max | gaps | edge deliveries / expected "
         "| worker cores | µs worker CPU per delivery | machine cores | ack p99 |",
@@ -213,7 +215,8 @@ def _scale(sc: dict[str, Any], busy_before: float | None) -> list[str]:
         lines.append(
             f"| {_num(s['rate'], 0)} | {_num(s['probe_delivered_pct'], 2)} % | {_num(s['p50_ms'])} ms "
             f"| {_num(s['p99_ms'])} ms | {_num(s['max_ms'])} ms | {s['gaps']} "
-            f"| {_num(s['edge_deliveries'], 0)} / {s['deliveries_expected']:,} | {_num(s['worker_cores'], 2)} "
+            f"| {_num(s['edge_deliveries'], 0)} / {s['deliveries_expected']:,} "
+            f"| {_num(s['worker_cores'], 2)} "
             f"| {_num(s['worker_cpu_us_per_delivery'], 2)} | {_num(s['machine_cores'], 2)} "
             f"| {_num(s['ack_p99_ms'])} ms |"
         )
@@ -225,8 +228,10 @@ def _scale(sc: dict[str, Any], busy_before: float | None) -> list[str]:
             f"Reconnect storm: {storm['workers_killed']} workers SIGKILLed at once; workers back in "
             f"{_num(storm['workers_back_s'])} s; {storm['viewers_lost']:,} viewers lost, "
             f"{storm['reconnected']:,} reconnected and joined ({storm['reconnect_failed']} failed), all back "
-            f"{_num(storm['all_back_s'])} s after the kill; {_num(storm['connections_after'], 0)} connections after; "
-            f"{_num(storm['worker_cpu_us_per_reconnect'])} µs worker CPU per reconnect. Comments at 2/s after it: "
-            f"{_num(after['probe_delivered_pct'], 2)} % delivered to the probes, p99 {_num(after['p99_ms'])} ms.",
+            f"{_num(storm['all_back_s'])} s after the kill; "
+            f"{_num(storm['connections_after'], 0)} connections after; "
+            f"{_num(storm['worker_cpu_us_per_reconnect'])} µs worker CPU per reconnect. "
+            f"Comments at 2/s after it: {_num(after['probe_delivered_pct'], 2)} % delivered to the probes, "
+            f"p99 {_num(after['p99_ms'])} ms.",
         ]
     return [*lines, ""]
