@@ -68,3 +68,38 @@ def test_custom_tiers_and_validation() -> None:
         Sampler(SamplingConfig(tiers=((10.0, 0.5), (5.0, 0.1))))
     with pytest.raises(ValueError):
         Sampler(SamplingConfig(tiers=((10.0, 1.5),)))
+
+
+def test_select_is_the_ranked_twin_of_keep_many() -> None:
+    from livechat.ids import first_id_at
+    from livechat.services.ranking import BASE_SCORE, Candidate
+
+    ids = [first_id_at(1_760_000_000_000 + i // 10) + i % 10 for i in range(20_000)]
+    candidates = [Candidate(i, f"u{n}", BASE_SCORE) for n, i in enumerate(ids)]
+    ranked, plain = Sampler(SamplingConfig()), Sampler(SamplingConfig(ranked=False))
+    assert ranked.ranked and not plain.ranked
+    for sampler in (ranked, plain):
+        assert sampler.select("hot", candidates) is None  # unknown stream: tier 0
+        end = feed(sampler, "hot", 60_000, 0.0, 3.0)
+        sampler.tier("hot", end)
+        assert sampler.keep_ppm("hot") == 50_000
+    # One score, nobody near the author cap: the ranked selection is the hash sampler's.
+    assert ranked.select("hot", candidates) == plain.select("hot", candidates) == plain.keep_many("hot", ids)
+    # Scores count when ranking is on, never when it is off.
+    mixed = [Candidate(c.comment_id, c.author, 0 if n % 2 else 12) for n, c in enumerate(candidates)]
+    assert plain.select("hot", mixed) == plain.keep_many("hot", ids)
+    ranked.forget("hot")
+    ranked_mask = Sampler(SamplingConfig()).select("hot", mixed)
+    assert ranked_mask is None  # a new sampler has not measured the stream
+    end = feed(ranked, "hot", 60_000, 0.0, 3.0)
+    ranked.tier("hot", end)
+    shown = ranked.select("hot", mixed)
+    assert shown is not None
+    assert all(c.score == 12 for c, keep in zip(mixed, shown, strict=True) if keep)
+
+
+def test_ranking_config_validation() -> None:
+    with pytest.raises(ValueError):
+        Sampler(SamplingConfig(rank_window_ms=0))
+    with pytest.raises(ValueError):
+        Sampler(SamplingConfig(author_cap=1.5))

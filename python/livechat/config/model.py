@@ -174,6 +174,15 @@ class SamplingConfig:
     buckets: int = 8
     # A tier is left downward only once the rate falls below threshold * hysteresis (no flapping).
     hysteresis: float = 0.8
+    # Busy tiers keep the best-scoring comments (reputation, not flagged, replies to the
+    # broadcaster, likes: livechat.services.ranking); false = a hash of the id picks them.
+    ranked: bool = True
+    # Ranked selection windows (by the time in the comment id): each uses the previous window's
+    # scores for its threshold and caps authors per window. 500 ms: 25 000 comments at 50 000/s.
+    rank_window_ms: int = 500
+    # At most this share of a window's shown comments from one author (broadcaster and moderators
+    # exempt): 5 % = 125 of the 2 500 a 50 000/s stream shows per window at the 5 % tier.
+    author_cap: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)

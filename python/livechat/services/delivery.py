@@ -1,10 +1,13 @@
 """Delivering stored comments on this edge: the one path from "it is in the log" to the viewers.
 
 Per stream, once per batch: every comment counts towards the stream's rate; one sampling call
-decides which go into the tick. Each comment is kept in the room's recent buffer (snapshots and
-recovery: a sampled-out comment is still part of what a reconnecting viewer missed); a sampled-out
-one goes directly to its author's and mentioned users' connections on this edge, one ``ev`` per
-connection and stream.
+decides which go into the tick. In a busy tier that call ranks them (``SamplingConfig.ranked``:
+``livechat.services.quality`` reads each comment's signals, ``livechat.services.ranking`` keeps
+the tier's share, best first, at most ``author_cap`` of it from one author); otherwise, or with
+ranking off, it is the hash of the id. Each comment is kept in the room's recent buffer (snapshots
+and recovery: a sampled-out comment is still part of what a reconnecting viewer missed); a
+sampled-out one goes directly to its author's, mentioned users' and (ranked) the replied-to
+author's connections on this edge, one ``ev`` per connection and stream.
 
 Embedded, the posting path calls it right after the acks; with a shared log (``kafka://``) every
 edge, the posting one included, calls it for each comment record the log follower hands over, so
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 
 from livechat.protocol import encode_direct
 from livechat.services.context import ChatContext
+from livechat.services.quality import QualitySignals
+from livechat.services.sampling import PPM
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +39,11 @@ class StoredPost:
 
 
 class Delivery:
-    __slots__ = ("_ctx", "published", "sampled_out")
+    __slots__ = ("_ctx", "_quality", "published", "sampled_out")
 
     def __init__(self, ctx: ChatContext) -> None:
         self._ctx = ctx
+        self._quality = QualitySignals(ctx)
         self.published = 0
         self.sampled_out = 0
 
@@ -49,16 +55,21 @@ class Delivery:
         for index, post in enumerate(posts):
             per_stream.setdefault(post.stream, []).append(index)
         broadcast = [True] * len(posts)
+        # The author a sampled-out reply answers (ranked tiers only), told directly.
+        replied: dict[int, str] = {}
         for stream, indexes in per_stream.items():
             ctx.sampler.observe(stream, now, len(indexes))
+            if ctx.sampler.ranked:
+                self._rank(stream, posts, indexes, broadcast, replied)
+                continue
             mask = ctx.sampler.keep_many(stream, [posts[i].comment_id for i in indexes])
             if mask is not None:
                 for index, keep in zip(indexes, mask, strict=True):
                     broadcast[index] = keep == 1
         direct: dict[tuple[int, str], list[bytes]] = {}
         try:
-            for post, keep in zip(posts, broadcast, strict=True):
-                self._deliver(post, keep, direct)
+            for index, (post, keep) in enumerate(zip(posts, broadcast, strict=True)):
+                self._deliver(post, keep, direct, replied.get(index))
         finally:
             if direct:
                 ctx.outbox.send_batch(
@@ -66,7 +77,40 @@ class Delivery:
                 )
         return broadcast
 
-    def _deliver(self, post: StoredPost, broadcast: bool, direct: dict[tuple[int, str], list[bytes]]) -> None:
+    def _rank(
+        self,
+        stream: str,
+        posts: Sequence[StoredPost],
+        indexes: list[int],
+        broadcast: list[bool],
+        replied: dict[int, str],
+    ) -> None:
+        """The ranked selection of one stream's posts (no-op in tier 0: all go into the tick)."""
+        sampler = self._ctx.sampler
+        if sampler.keep_ppm(stream) >= PPM:
+            return
+        quality = self._quality
+        scored = quality.candidates(
+            stream, [posts[i].comment_id for i in indexes], [posts[i].payload for i in indexes]
+        )
+        mask = sampler.select(stream, [s.candidate for s in scored])
+        if mask is None:
+            return
+        for index, keep, item in zip(indexes, mask, scored, strict=True):
+            if keep:
+                quality.shown(stream, item.candidate.comment_id, item.candidate.author)
+                continue
+            broadcast[index] = False
+            if item.reply_author is not None:
+                replied[index] = item.reply_author
+
+    def _deliver(
+        self,
+        post: StoredPost,
+        broadcast: bool,
+        direct: dict[tuple[int, str], list[bytes]],
+        reply_author: str | None = None,
+    ) -> None:
         ctx = self._ctx
         stream = post.stream
         ctx.engagement.comment_posted(stream, post.comment_id, count=post.count)
@@ -79,7 +123,10 @@ class Delivery:
             return
         self.sampled_out += 1
         targets = ctx.sessions.conns_in(post.user_id, stream)
-        if post.mentions:
-            targets = sorted(set(targets).union(ctx.sessions.mentioned_conns(list(post.mentions), stream)))
+        if post.mentions or reply_author is not None:
+            others = ctx.sessions.mentioned_conns(list(post.mentions), stream) if post.mentions else []
+            if reply_author is not None:
+                others.extend(ctx.sessions.conns_in(reply_author, stream))
+            targets = sorted(set(targets).union(others))
         for conn in targets:
             direct.setdefault((conn, stream), []).append(post.payload)

@@ -1,9 +1,12 @@
 """Adaptive sampling: a per-stream comment-rate monitor and the tier it puts the stream in.
 
-Every comment is stored; the tier only decides which ones go into the stream's tick. The decision
-is a hash of the comment id (``livechat.fastpath.keep_sample``), so every edge agrees on it
-without coordination. Callers never sample out moderator actions, a viewer's own comments or
-comments mentioning them (those reach the author and the mentioned users directly).
+Every comment is stored; the tier only decides which ones go into the stream's tick. With
+``SamplingConfig.ranked`` (the default) a busy tier keeps the best-scoring share of the comments
+(``livechat.services.ranking``, ``select``); otherwise, and as its first-window fallback, the
+decision is a hash of the comment id (``livechat.fastpath.keep_sample``, ``keep``/``keep_many``),
+so every edge agrees on it without coordination. Callers never sample out moderator actions, a
+viewer's own comments, replies to them or comments mentioning them (those reach the author, the
+replied-to and the mentioned users directly).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 
 from livechat.config import SamplingConfig
 from livechat.fastpath import keep_sample, sample_mask
+from livechat.services.ranking import Candidate, RankedSelector
 
 PPM = 1_000_000
 
@@ -41,7 +45,7 @@ class _StreamRate:
 class Sampler:
     """Tracks each stream's comment rate and tier (monotonic seconds)."""
 
-    __slots__ = ("_buckets", "_down", "_keep", "_slice_s", "_streams", "_thresholds")
+    __slots__ = ("_buckets", "_down", "_keep", "_ranked", "_slice_s", "_streams", "_thresholds")
 
     def __init__(self, config: SamplingConfig) -> None:
         if config.buckets < 2:
@@ -58,6 +62,13 @@ class Sampler:
         self._keep = [PPM] + [round(f * PPM) for _, f in config.tiers]
         self._down = config.hysteresis
         self._streams: dict[str, _StreamRate] = {}
+        selector = RankedSelector(config.rank_window_ms, config.author_cap)
+        self._ranked = selector if config.ranked else None
+
+    @property
+    def ranked(self) -> bool:
+        """Whether busy tiers select by score (``select``) rather than by hash (``keep_many``)."""
+        return self._ranked is not None
 
     def _advance(self, state: _StreamRate, index: int) -> None:
         """Move to slice ``index``. Invariant: ``total`` sums the B-1 completed slices before it."""
@@ -119,8 +130,25 @@ class Sampler:
             return None
         return sample_mask(comment_ids, self._keep[state.level])
 
+    def keep_ppm(self, stream: str) -> int:
+        """The share of the stream's comments its current tier broadcasts (PPM: all)."""
+        state = self._streams.get(stream)
+        return PPM if state is None else self._keep[state.level]
+
+    def select(self, stream: str, candidates: list[Candidate]) -> bytearray | None:
+        """The ranked twin of ``keep_many`` (``livechat.services.ranking``): 1 = into the tick;
+        None = keep them all (tier 0). Falls back to ``keep_many`` when ranking is off."""
+        state = self._streams.get(stream)
+        if state is None or state.level == 0:
+            return None
+        if self._ranked is None:
+            return sample_mask([c.comment_id for c in candidates], self._keep[state.level])
+        return self._ranked.select(stream, self._keep[state.level], candidates)
+
     def forget(self, stream: str) -> None:
         self._streams.pop(stream, None)
+        if self._ranked is not None:
+            self._ranked.forget(stream)
 
     def streams(self) -> list[str]:
         return list(self._streams)

@@ -1,0 +1,203 @@
+"""Ranked sampling (issue 12): which comments of a busy stream go into its tick, chosen by quality.
+
+In a busy tier (``livechat.services.sampling``) a stream broadcasts a share ``f`` of its comments.
+``RankedSelector`` picks that share by score instead of at random, one comment at a time in the
+stream's order, so the choice needs no waiting (no added latency) and depends only on the order
+of the comments and their scores:
+
+- comments are grouped in windows of ``window_ms`` by the timestamp in their id (ids are minted
+  by the posting edge, so every edge cuts the same windows: a window starts with the first comment
+  of a later slot in stream order);
+- each window's selection uses the score histogram of the previous window: every comment scoring
+  above a level ``T`` is kept, none below it, and at ``T`` the hash of the id keeps a part ``p``
+  chosen so that the kept share is ``f``; the first window, with no histogram yet, is the plain
+  sampler's hash among the comments scoring at least ``BASE_SCORE`` (a flagged or struck
+  author's comment is not shown while the selector learns the stream);
+- an author may fill at most ``author_cap`` of a window's shown comments (``CAP_FLOOR`` at least;
+  the broadcaster and moderators are exempt). An author adds at most that many comments to the
+  histogram the next window's threshold is computed from, so the budget the rest of their
+  comments would have used goes to the next best comments and the shown rate stays ``f`` times the
+  comment rate (the "showing M/s" of the banner).
+
+With every score equal and no author offering more than the cap, the selection is exactly the hash sampler's
+(``keep_sample(id, keep_ppm)``): ``T`` is that score and ``p`` is ``keep_ppm``.
+
+Scores (``score``) are small integers, ``0..MAX_SCORE``; the weights below say what counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from livechat.fastpath import keep_sample
+from livechat.ids import id_timestamp_ms
+
+PPM: Final = 1_000_000
+
+#: A neutral comment: a signed-in viewer with no strikes, nothing flagged, no engagement yet.
+BASE_SCORE: Final = 6
+MAX_SCORE: Final = 15
+#: A comment the flag list hits, or from an author flagged lately: below any unflagged comment of
+#: an author with fewer than 3 strikes.
+FLAGGED: Final = -6
+#: Per moderation strike of the author, counted up to ``MAX_STRIKES``.
+STRIKE: Final = -1
+MAX_STRIKES: Final = 3
+#: A follower of the channel: a regular rather than a drive-by account.
+FOLLOWER: Final = 1
+#: A reply to the broadcaster's comment: the conversation viewers came for.
+TO_BROADCASTER: Final = 2
+#: Likes the author's recent shown comments got: +1 from ``LIKED`` on, +2 from ``LIKED_WELL``.
+LIKED: Final = 1
+LIKED_WELL: Final = 5
+#: The broadcaster's and moderators' comments (``b`` of the event) rank above every viewer's.
+BADGE: Final = {"bc": 9, "mod": 7}
+#: The cap never goes below this many shown comments per author and window: the share is meant for
+#: busy windows (2 500 shown at 50 000/s), not for the first comments of a window or a quiet one.
+CAP_FLOOR: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """What is known about one comment and its author when it is delivered."""
+
+    flagged: bool = False
+    strikes: int = 0
+    follower: bool = False
+    badge: str | None = None
+    to_broadcaster: bool = False
+    author_likes: int = 0
+
+
+def score(signals: Signals) -> int:
+    """The comment's quality, ``0..MAX_SCORE`` (higher is shown first)."""
+    value = BASE_SCORE + STRIKE * min(max(signals.strikes, 0), MAX_STRIKES)
+    if signals.flagged:
+        value += FLAGGED
+    if signals.follower:
+        value += FOLLOWER
+    if signals.to_broadcaster:
+        value += TO_BROADCASTER
+    if signals.author_likes >= LIKED_WELL:
+        value += 2
+    elif signals.author_likes >= LIKED:
+        value += 1
+    if signals.badge is not None:
+        value += BADGE.get(signals.badge, 0)
+    return min(max(value, 0), MAX_SCORE)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One comment offered to the selector. ``exempt``: never capped (broadcaster, moderators)."""
+
+    comment_id: int
+    author: str
+    score: int
+    exempt: bool = False
+
+
+class _Window:
+    """One stream's selection state: the current window and the previous window's histogram."""
+
+    __slots__ = ("cut", "hist", "offered", "previous", "seen", "shown", "slot")
+
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
+        self.hist = [0] * (MAX_SCORE + 1)  # scores of the comments that could be shown
+        self.seen = 0
+        # Per capped author in this window: comments put in ``hist``, and shown.
+        self.offered: dict[str, int] = {}
+        self.shown: dict[str, int] = {}
+        self.previous: tuple[list[int], int] | None = None
+        # keep_ppm -> (threshold level, ppm kept at that level), for ``previous``.
+        self.cut: dict[int, tuple[int, int]] = {}
+
+    def roll(self, slot: int) -> None:
+        self.previous = (self.hist, self.seen)
+        self.hist = [0] * (MAX_SCORE + 1)
+        self.seen = 0
+        self.offered = {}
+        self.shown = {}
+        self.cut = {}
+        self.slot = slot
+
+
+def threshold(hist: Sequence[int], seen: int, keep_ppm: int) -> tuple[int, int]:
+    """(level, ppm) keeping ``keep_ppm`` of ``seen`` comments from the best of ``hist`` down:
+    everything above ``level`` and ``ppm`` parts per million of ``level``. When the histogram holds
+    fewer comments than that (capped authors left it), everything in it: (0, PPM)."""
+    target = keep_ppm * seen  # in comment-ppm: no rounding until the last division
+    above = 0
+    for level in range(len(hist) - 1, -1, -1):
+        count = hist[level]
+        if count and (above + count) * PPM >= target:
+            return level, max(0, (target - above * PPM) // count)
+        above += count
+    return 0, PPM
+
+
+class RankedSelector:
+    """Per-stream ranked selection for the busy tiers; deterministic from the comments' order,
+    ids, authors and scores (and the tier's ``keep_ppm``)."""
+
+    __slots__ = ("_author_cap", "_streams", "_window_ms")
+
+    def __init__(self, window_ms: int, author_cap: float) -> None:
+        if window_ms < 1:
+            raise ValueError("SamplingConfig.rank_window_ms must be >= 1")
+        if not 0.0 < author_cap <= 1.0:
+            raise ValueError("SamplingConfig.author_cap must be in (0, 1]")
+        self._window_ms = window_ms
+        self._author_cap = author_cap
+        self._streams: dict[str, _Window] = {}
+
+    def cap(self, keep_ppm: int, seen: int) -> int:
+        """Shown comments one author may have in a window of ``seen`` comments at ``keep_ppm``."""
+        budget = keep_ppm * seen / PPM
+        return max(CAP_FLOOR, int(self._author_cap * budget + 0.999999))
+
+    def select(self, stream: str, keep_ppm: int, candidates: Sequence[Candidate]) -> bytearray:
+        """1 = into the tick, 0 = stored only; ``candidates`` in the stream's order."""
+        out = bytearray(len(candidates))
+        window = self._streams.get(stream)
+        window_ms = self._window_ms
+        for index, candidate in enumerate(candidates):
+            slot = id_timestamp_ms(candidate.comment_id) // window_ms
+            if window is None:
+                window = self._streams[stream] = _Window(slot)
+            elif slot > window.slot:
+                window.roll(slot)
+            previous = window.previous
+            # The cap is a share of what the window will show: sized from the previous window.
+            cap = self.cap(keep_ppm, previous[1] if previous is not None else window.seen + 1)
+            author = candidate.author
+            level = candidate.score
+            window.seen += 1
+            if candidate.exempt:
+                window.hist[level] += 1
+            else:
+                # An author adds at most ``cap`` comments to the histogram: what they may be shown.
+                offered = window.offered.get(author, 0)
+                if offered < cap:
+                    window.offered[author] = offered + 1
+                    window.hist[level] += 1
+                if window.shown.get(author, 0) >= cap:
+                    continue
+            if previous is None:
+                keep = level >= BASE_SCORE and keep_sample(candidate.comment_id, keep_ppm)
+            else:
+                cut = window.cut.get(keep_ppm)
+                if cut is None:
+                    cut = window.cut[keep_ppm] = threshold(previous[0], previous[1], keep_ppm)
+                keep = level > cut[0] or (level == cut[0] and keep_sample(candidate.comment_id, cut[1]))
+            if keep:
+                out[index] = 1
+                if not candidate.exempt:
+                    window.shown[author] = window.shown.get(author, 0) + 1
+        return out
+
+    def forget(self, stream: str) -> None:
+        self._streams.pop(stream, None)
