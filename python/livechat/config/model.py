@@ -212,6 +212,12 @@ class ModerationConfig:
     shadow_ban_strikes: int = 3
     # This many distinct reporters of one comment queue it for review (FLAG).
     reports_to_flag: int = 3
+    # Hold for review, for streams whose broadcaster or moderators set nothing: "off" (broadcast
+    # first, retro-delete after), "open" or "closed" (viewer comments wait for the classifier
+    # before fan-out; without a verdict in time "open" shows them, "closed" keeps them back).
+    hold: Literal["off", "open", "closed"] = "off"
+    # The longest wait for the classifier in hold mode, ms (a stream may set its own, 50..2000).
+    hold_ms: int = 300
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,12 @@ in history is refused ``not_found`` (``field: "reply_to"``) and nothing is store
 used its rate and slow-mode slots); ``m`` keeps only the @handles that name a user
 (``livechat.services.mentions``). A store that fails or is late lets both stand (fail open: they
 are hints for display and notifications, not permissions).
+
+Hold for review (``livechat.services.moderation.hold``): in a stream whose setting (``Room.hold``,
+else ``chat.moderation.hold``) holds, a viewer's admitted comment is sent to its author's
+connections at once and waits, acks included, for the classifier (at most the stream's bound)
+before it joins a batch: released comments are stored and fanned out as usual; blocked and
+held-back ones take the shadow path (acked, their author's only).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from livechat.protocol import (
     encode_ack,
     encode_comment,
     encode_direct,
+    encode_notice,
     extract_mentions,
     unpackb,
 )
@@ -50,6 +57,7 @@ from livechat.services.delivery import Delivery, StoredPost
 from livechat.services.idempotency import AckRecord, idempotency_key
 from livechat.services.mentions import LOOKUP_TIMEOUT_S, MentionResolver
 from livechat.services.moderation import ACCEPTED, SHADOWED, Decision, ReviewItem, ReviewQueue
+from livechat.services.moderation.hold import HELD_NOTICE, Decided, HoldDesk, HoldMode, HoldPolicy, Outcome
 from livechat.services.room import Room
 from livechat.services.sessions import Session
 from livechat.services.shared_limits import SharedCheck, SharedLimits
@@ -92,6 +100,12 @@ class PendingComment:
     badge: str | None = None
     # ``reply_to`` is neither in the room's recent window nor acked lately: history is asked.
     reply_unchecked: bool = False
+    # Hold for review: its author's connections have it already; the classifier has judged it
+    # (no retro review); it was held back for want of a verdict (its author gets a notice).
+    author_shown: bool = False
+    reviewed: bool = False
+    held_back: bool = False
+    flag_score: float = -1.0
 
 
 @dataclass(slots=True)
@@ -131,6 +145,12 @@ class CommentPipeline:
         self._unmarked: dict[str, int] = {}
         self._marks_frozen = False
         self._mentions = MentionResolver(ctx.meta, ctx.clock)
+        moderation = ctx.config.moderation
+        self._hold_default = HoldPolicy(HoldMode(moderation.hold), moderation.hold_ms)
+        self._desk = HoldDesk(ctx.moderation, moderation.classifier_concurrency)
+        # Comments waiting for a verdict, and per stream the last one (they leave in order).
+        self._holds: set[asyncio.Task[None]] = set()
+        self._hold_tails: dict[str, asyncio.Task[None]] = {}
         # With a shared log: (stream, comment id) -> monotonic ack time, for ACKED_WINDOW_S.
         self._acked_ids: OrderedDict[tuple[str, int], float] = OrderedDict()
         self.counters = {
@@ -172,9 +192,19 @@ class CommentPipeline:
                             ),
                         )
 
+    @property
+    def hold_counters(self) -> dict[str, int]:
+        """Hold for review: comments held, released, blocked, held back, and judged without a verdict."""
+        return dict(self._desk.counters)
+
     async def flush(self) -> None:
         """Wait until every comment admitted so far is stored and acknowledged (or refused)."""
-        while self._pending or (self._writer is not None and not self._writer.done()):
+        while True:
+            if self._holds:
+                await asyncio.wait(list(self._holds))
+                continue
+            if not (self._pending or (self._writer is not None and not self._writer.done())):
+                return
             if self._writer is None or self._writer.done():
                 self._start_writer()
             assert self._writer is not None
@@ -447,8 +477,60 @@ class CommentPipeline:
                 badge,
                 reply_to is not None and not self._reply_known(msg.stream, reply_to),
             )
-            self._pending.append(pending)
             self._unacked[candidate.key] = pending
+            if candidate.rank == 0 and decision is not Decision.SHADOW_BAN and room is not None:
+                policy = room.hold if room.hold is not None else self._hold_default
+                if policy.held:
+                    self._hold(pending, policy)
+                    continue
+            self._pending.append(pending)
+
+    def _hold(self, pending: PendingComment, policy: HoldPolicy) -> None:
+        """Show the comment to its author now; it joins a batch once judged (in stream order)."""
+        ctx = self._ctx
+        conns = ctx.sessions.conns_in(pending.user_id, pending.stream)
+        if conns:
+            ctx.outbox.send_many(conns, encode_direct(pending.stream, [pending.payload]))
+        pending.author_shown = True
+        previous = self._hold_tails.get(pending.stream)
+        task = asyncio.get_running_loop().create_task(self._held(pending, policy, previous))
+        self._hold_tails[pending.stream] = task
+        self._holds.add(task)
+        task.add_done_callback(lambda done: self._hold_over(pending.stream, done))
+
+    def _hold_over(self, stream: str, task: asyncio.Task[None]) -> None:
+        self._holds.discard(task)
+        if self._hold_tails.get(stream) is task:
+            del self._hold_tails[stream]
+
+    async def _held(
+        self, pending: PendingComment, policy: HoldPolicy, previous: asyncio.Task[None] | None
+    ) -> None:
+        try:
+            decided = await self._desk.decide(
+                pending.text, pending.user_id, pending.stream, pending.strikes, policy
+            )
+        except Exception:
+            log.exception("hold for review of comment %d failed", pending.comment_id)
+            outcome = Outcome.RELEASE if policy.mode is HoldMode.OPEN else Outcome.HOLD_BACK
+            decided = Decided(outcome, None)
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # comments of one stream leave the hold in order
+        self._settle(pending, decided)
+        self._pending.append(pending)
+        self._start_writer()
+
+    def _settle(self, pending: PendingComment, decided: Decided) -> None:
+        """What the verdict (or its absence) makes of a held comment."""
+        verdict = decided.verdict
+        pending.reviewed = verdict is not None
+        if decided.outcome is Outcome.BLOCK:
+            self._ctx.strike(pending.user_id)
+            pending.shadow = True
+        elif decided.outcome is Outcome.HOLD_BACK:
+            pending.shadow = pending.held_back = True
+        elif verdict is not None and verdict.decision is Decision.FLAG:
+            pending.flag_reason, pending.flag_score = verdict.reason, verdict.score
 
     async def _store(self, batch: list[PendingComment]) -> None:
         """Store one batch in one write, put it in history, then ack and fan out.
@@ -693,17 +775,29 @@ class CommentPipeline:
             first = False
 
     def _hide(self, shadowed: Iterable[PendingComment]) -> None:
-        """A shadow-banned comment goes to its author's connections on this edge only."""
+        """A shadow-banned comment goes to its author's connections on this edge only (a held one
+        went when it was admitted); a held-back one's author gets a ``held`` notice."""
         ctx = self._ctx
         direct: dict[tuple[int, str], list[bytes]] = {}
+        notices: list[tuple[int, bytes]] = []
         for pending in shadowed:
+            conns = ctx.sessions.conns_in(pending.user_id, pending.stream)
+            if pending.held_back:
+                notice = encode_notice(
+                    pending.stream,
+                    HELD_NOTICE,
+                    "moderation is unavailable: your comment was not shown to others",
+                    id=pending.comment_id,
+                )
+                notices.extend((conn, notice) for conn in conns)
+            if pending.author_shown:
+                continue
             self.counters["shadowed"] += 1
-            for conn in ctx.sessions.conns_in(pending.user_id, pending.stream):
+            for conn in conns:
                 direct.setdefault((conn, pending.stream), []).append(pending.payload)
-        if direct:
-            ctx.outbox.send_batch(
-                [(conn, encode_direct(stream, events)) for (conn, stream), events in direct.items()]
-            )
+        replies = [(conn, encode_direct(stream, events)) for (conn, stream), events in direct.items()]
+        if replies or notices:
+            ctx.outbox.send_batch(replies + notices)
 
     def _after_delivery(self, pending: PendingComment, now: float) -> None:
         """What only the posting edge does for a shown comment: flag it, queue it for review."""
@@ -718,13 +812,13 @@ class CommentPipeline:
                         pending.user_id,
                         pending.payload,
                         pending.flag_reason,
-                        -1.0,
+                        pending.flag_score,
                         ctx.clock.time(),
                     )
                 ),
                 "flag comment",
             )
-        if self._reviews is not None:
+        if self._reviews is not None and not pending.reviewed:
             self._reviews.submit(
                 ReviewItem(
                     pending.stream,

@@ -1,11 +1,11 @@
 """One stream's room state on this edge, and the one rule that changes it: ``Room.apply(event)``.
 
 A room holds what a joiner's snapshot and the write checks need without a store round trip: modes,
-pin, highlights, bans, the recent comments. Every room event (a comment, a delete, a purge, a ban,
-an unban, a pin, a highlight, a mode change) changes it through ``apply``, the same way whether this
-edge's moderator made it, another edge did, or it is read back from the comment log: there is no
-second coding of the rule. ``apply`` is pure state (no I/O); what the event means for connections
-and stores is the caller's (``livechat.services.room_events``).
+the hold-for-review setting, pin, highlights, bans, the recent comments. Every room event (a
+comment, a delete, a purge, a ban, an unban, a pin, a highlight, a mode change) changes it through
+``apply``, the same way whether this edge's moderator made it, another edge did, or it is read back
+from the comment log: there is no second coding of the rule. ``apply`` is pure state (no I/O); what
+the event means for connections and stores is the caller's (``livechat.services.room_events``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from livechat.ports.meta import Ban, Pin, RoomModes
 from livechat.protocol import EventKind, packb
+from livechat.services.moderation.hold import HoldPolicy, policy_from_event
 from livechat.services.recent import RecentBuffer
 
 HIGHLIGHTS_KEPT: Final = 5
@@ -59,6 +60,7 @@ class Room:
     __slots__ = (
         "bans",
         "highlights",
+        "hold",
         "idle_since",
         "modes",
         "owner_id",
@@ -73,6 +75,9 @@ class Room:
         # The channel followers follow (the stream's owner; the stream id when unregistered).
         self.owner_id = owner_id
         self.modes = RoomModes()
+        # Hold for review (``livechat.services.moderation.hold``); None: the edge's default
+        # (``chat.moderation.hold``) until a ``modes`` event sets one.
+        self.hold: HoldPolicy | None = None
         self.pin: Pin | None = None
         self.highlights: deque[int] = deque(maxlen=HIGHLIGHTS_KEPT)
         # user id -> wall-clock expiry (None = permanent)
@@ -110,4 +115,5 @@ class Room:
             self.highlights.append(int(event["id"]))
         elif kind == EventKind.MODES:
             self.modes = modes_from(self.modes, event)
+            self.hold = policy_from_event(event, self.hold)
         return []

@@ -131,28 +131,35 @@ class ModerationPipeline:
 
     async def review(self, text: str, user_id: str, stream: str, strikes: int) -> Verdict:
         """Classifier stage. Never raises for classifier trouble: it fails open with ACCEPT."""
+        verdict = await self.judge(text, user_id, stream, strikes, self._config.classifier_timeout_s)
+        return ACCEPTED if verdict is None else verdict
+
+    async def judge(
+        self, text: str, user_id: str, stream: str, strikes: int, timeout_s: float
+    ) -> Verdict | None:
+        """The classifier's verdict within ``timeout_s``, or None when there is none: no classifier,
+        the breaker open, a timeout or a failure (the last two count against the breaker). Never
+        raises for classifier trouble; the caller picks fail-open or fail-closed."""
         classifier = self._classifier
         if classifier is None:
-            return ACCEPTED
+            return None
         if not self.breaker.allow():
             self.counters["breaker_skipped"] += 1
-            return ACCEPTED
+            return None
         started = time.perf_counter()
         try:
-            verdict = await asyncio.wait_for(
-                classifier.classify(text, user_id, stream), self._config.classifier_timeout_s
-            )
+            verdict = await asyncio.wait_for(classifier.classify(text, user_id, stream), timeout_s)
         except TimeoutError:
             self.latency.observe(time.perf_counter() - started)
             self.counters["timeouts"] += 1
             self.breaker.record_failure()
-            return ACCEPTED
+            return None
         except Exception as exc:
             self.latency.observe(time.perf_counter() - started)
             self.counters["failures"] += 1
             self.breaker.record_failure()
             log.warning("moderation classifier failed: %s", exc)
-            return ACCEPTED
+            return None
         self.latency.observe(time.perf_counter() - started)
         self.breaker.record_success()
         self.counters["reviewed"] += 1
