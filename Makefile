@@ -80,8 +80,12 @@ soak: install services ## 30 minutes of steady mixed load on the cluster: RSS dr
 	LIVECHAT_FAULTS=soak LIVECHAT_FAULTS_REPORT=bench/results/soak.jsonl $(PY) -m pytest -q tests/faults/test_faults.py
 	$(PY) -m tests.faults.report bench/results/soak.jsonl
 
-bench-fanout: loadgen ## livechat fanout vs picows vs websockets, 15 000 viewers (about 6 minutes)
-	$(PY) -m bench.fanout --loadgen rust --wait-quiet 120
+.PHONY: node-peer
+node-peer: ## the Node ws peer's pinned packages (npm ci into ~/.cache/livechat-bench/node-ws, once)
+	scripts/node-peer.sh install
+
+bench-fanout: loadgen node-peer ## livechat fanout vs picows vs websockets vs node ws, 15 000 viewers (about 8 minutes)
+	$(PY) -m bench.fanout --loadgen rust --wait-quiet 120 --targets livechat,picows,websockets,node-ws
 
 autobahn: ## the full Autobahn TestSuite (kosoku) against `livechat echo`; summary in artifacts/autobahn
 	$(PY) -m tests.conformance.autobahn --full

@@ -8,6 +8,10 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+# Installs the pinned `ws` outside the repo (once), then execs node on bench/peers/ws_broadcast.mjs.
+NODE_PEER_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "node-peer.sh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +42,19 @@ def _module_command(module: str) -> Callable[[str, int], list[str]]:
     return command
 
 
+def _node_ws_command(host: str, port: int) -> list[str]:
+    """The script execs node, so the harness measures the node process itself (same pid)."""
+    return [str(NODE_PEER_SCRIPT), "serve", "--host", host, "--port", str(port)]
+
+
 TARGETS: dict[str, Target] = {
     "livechat": Target("livechat", True, _livechat_command),
     "picows": Target("picows", False, _module_command("bench.peers.picows_broadcast")),
     "websockets": Target("websockets", False, _module_command("bench.peers.websockets_broadcast")),
+    "node-ws": Target("node-ws", False, _node_ws_command),
 }
+# What `make bench-fanout` runs: livechat first, so every peer gets a ratio against it in the report.
+DEFAULT_TARGETS = ",".join(TARGETS)
 
 
 def parse_targets(spec: str, livechat_args: tuple[str, ...] = ()) -> list[Target]:
