@@ -195,5 +195,18 @@ async def test_the_broadcaster_sets_hold_mode_per_stream(start_held: StartHeld) 
     blocked = await post(viewer, "toxic after", "b2")
     await watcher.drain(0.6)
     assert blocked["id"] not in ids(watcher.events)
-    assert (await owner.call("hold", stream=STREAM, mode="off"))["op"] == "hold"
     assert (await owner.call("hold", stream=STREAM, mode="open", ms=5))["field"] == "ms"
+    assert (await owner.call("hold", stream=STREAM, mode="maybe"))["field"] == "mode"
+    # Stored: a restarted server holds the stream as its broadcaster set it.
+    serve.stop()
+    again = ServeProcess(serve.data_dir, *serve.extra).start()
+    try:
+        snap = (await joined(again, "after-restart")).replies[-1]
+        assert (snap["modes"]["hold"], snap["modes"]["hold_ms"]) == ("closed", 400)
+        owner = await joined(again, "owner", streams={STREAM: "broadcaster"})
+        assert (await owner.call("hold", stream=STREAM, mode="off"))["op"] == "hold"
+        assert "hold" not in (await joined(again, "later")).replies[-1]["modes"]
+    finally:
+        await Client.close_all()
+        again.stop()
+        again.assert_no_tracebacks()
