@@ -25,6 +25,7 @@ from livechat.client import (
     ServerError,
     Snapshot,
     StateChanged,
+    TopPage,
 )
 from livechat.client.transport import TransportName
 from livechat.config import ClientConfig, RoomConfig
@@ -313,3 +314,119 @@ async def test_token_provider_is_asked_again_on_every_reconnect(serve: ServeProc
             assert (await client.post("tok", "still me")).id > 0
     finally:
         await proxy.close()
+
+
+async def top_until(client: LiveChatClient, stream: str, test: Callable[[TopPage], bool]) -> TopPage:
+    """``top`` asked until ``test`` holds: the server ranks at most once a second and flushes likes
+    every 250 ms, so a like shows within about 1.25 s."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        page = await client.top(stream)
+        if test(page) or time.monotonic() > deadline:
+            return page
+        await asyncio.sleep(0.2)
+
+
+async def test_top_ranks_liked_comments_first_for_every_viewer(serve: ServeProcess) -> None:
+    s = "sdk-top"
+    fan = LiveChatClient(url(serve), serve.token("fan"))
+    likers = [LiveChatClient(url(serve), serve.token(f"liker{i}")) for i in range(3)]
+    anon = LiveChatClient(url(serve))
+    async with fan, likers[0], likers[1], likers[2], anon:
+        for client in (fan, *likers, anon):
+            await client.join(s)
+        assert await fan.top(s) == TopPage(s, (), ())
+        plain = await fan.post(s, "plain")
+        liked = await fan.post(s, "liked three times")
+        asked = await fan.post(s, "asked once")
+        await likers[0].post(s, "an answer", reply_to=asked.id)
+        for liker in likers:
+            await liker.like(s, liked.id)
+
+        page = await top_until(anon, s, lambda p: [c.id for c in p.items[:1]] == [liked.id])
+        ranked = [(c.id, c.text, score) for c, score in zip(page.items, page.scores, strict=True)]
+        # 3 likes beat one reply (2 points); the newer of equals would go first.
+        assert ranked == [(liked.id, "liked three times", 3), (asked.id, "asked once", 2)], ranked
+        assert plain.id not in {c.id for c in page.items}
+        assert all(c.stream == s and c.user == "fan" for c in page.items)
+        assert [c.id for c in (await fan.top(s, limit=1)).items] == [liked.id]
+
+        # An unlike takes the comment down again: the ranking follows the likes.
+        for liker in likers:
+            await liker.unlike(s, liked.id)
+        page = await top_until(fan, s, lambda p: liked.id not in {c.id for c in p.items})
+        assert [c.id for c in page.items] == [asked.id]
+
+        with pytest.raises(ServerError) as bad:
+            await fan.top(s, limit=0)
+        assert (bad.value.code, bad.value.fields.get("field")) == ("bad_field", "limit")
+        with pytest.raises(ServerError) as not_joined:
+            await fan.top("sdk-top-elsewhere")
+        assert not_joined.value.code == "not_joined"
+
+
+async def test_follow_and_the_moderation_queue_through_the_client(serve: ServeProcess) -> None:
+    s = "sdk-queue"
+    owner = LiveChatClient(url(serve), serve.token("owner", streams={s: "broadcaster"}))
+    fan = LiveChatClient(url(serve), serve.token("fan"))
+    anon = LiveChatClient(url(serve))
+    async with owner, fan, anon:
+        for client in (owner, fan, anon):
+            await client.join(s)
+
+        # Followers-only: refused until the fan follows, refused again after unfollowing.
+        await owner.set_followers_only(s, 0)
+        with pytest.raises(ServerError) as refused:
+            await fan.post(s, "hi")
+        assert refused.value.code == "followers_only"
+        await fan.follow(s)
+        await fan.follow(s)  # again: harmless, the first follow time is kept
+        kept = await fan.post(s, "I follow, keep me")
+        rude = await fan.post(s, "I follow, remove me")
+        await fan.unfollow(s)
+        with pytest.raises(ServerError) as again:
+            await fan.post(s, "and now?")
+        assert again.value.code == "followers_only"
+        with pytest.raises(ServerError) as anonymous:
+            await anon.follow(s)
+        assert anonymous.value.code == "read_only"
+        await owner.set_followers_only(s, None)
+
+        # Three distinct reporters flag a comment; one report flags nothing.
+        for name in ("rep1", "rep2", "rep3"):
+            reporter = LiveChatClient(url(serve), serve.token(name))
+            async with reporter:
+                await reporter.join(s)
+                await reporter.report(s, comment_id=rude.id, reason=f"rude ({name})")
+                if name == "rep1":
+                    await reporter.report(s, comment_id=kept.id)
+                    await reporter.report(s, user="fan", reason="troll")
+        with pytest.raises(ServerError) as forbidden:
+            await fan.queue(s)
+        assert forbidden.value.code == "forbidden"
+        page = await owner.queue(s, limit=2)
+        assert [(f.comment.id, f.comment.user, f.reason) for f in page.flagged] == [
+            (rude.id, "fan", "3 reports")
+        ]
+        assert [(r.reporter, r.comment_id) for r in page.reports] == [("rep3", rude.id), ("rep2", rude.id)]
+        assert page.more and page.stream == s
+        rest = await owner.queue(s, limit=2, before=page.reports[-1].report_id)
+        assert [(r.reporter, r.comment_id, r.reason) for r in rest.reports] == [
+            ("rep1", None, "troll"),
+            ("rep1", kept.id, ""),
+        ]
+        assert rest.more
+
+        # Dismissed: deleted for every viewer; a second review finds nothing pending.
+        await owner.review(s, rude.id, approve=False)
+        gone = await collect(anon, lambda e: isinstance(e, Deleted) and e.id == rude.id)
+        assert isinstance(gone[-1], Deleted)
+        assert (await owner.queue(s)).flagged == ()
+        with pytest.raises(ServerError) as resolved:
+            await owner.review(s, rude.id, approve=True)
+        assert (resolved.value.code, resolved.value.fields.get("field")) == ("not_found", "id")
+        with pytest.raises(ServerError) as never_flagged:
+            await owner.review(s, kept.id, approve=True)
+        assert never_flagged.value.code == "not_found"
+        history = {c.id for c in (await anon.history(s)).items}
+        assert kept.id in history and rude.id not in history

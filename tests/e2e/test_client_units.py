@@ -21,10 +21,12 @@ from livechat.client import (
     Deleted,
     Gap,
     Highlighted,
+    ModerationQueue,
     ModesChanged,
     Pinned,
     Purged,
     Snapshot,
+    TopPage,
     Unbanned,
     UnknownEvent,
     token_subject,
@@ -134,6 +136,31 @@ def test_state_slots_and_snapshot_decode() -> None:
     assert recovered.recovered and not recovered.gap and recovered.deleted == (7,)
     assert recovered.missed[0].source == "missed"
     assert Snapshot.from_wire({**raw, "gap": True}).gap
+
+
+def test_top_page_and_moderation_queue_decode() -> None:
+    c1 = {"k": "c", "id": 11, "u": "ann", "n": "Ann", "x": "best", "ts": 5, "b": "mod"}
+    c2 = {"k": "c", "id": 12, "u": "bo", "x": "next", "ts": 6, "r": 11}
+    top = TopPage.from_wire({"t": "top", "rid": 3, "s": "s", "items": [c1, c2], "scores": [4, 2]})
+    assert [(c.id, c.name, c.badge, c.reply_to) for c in top.items] == [
+        (11, "Ann", "mod", None),
+        (12, "bo", None, 11),
+    ]
+    assert top.stream == "s" and top.scores == (4, 2) and top.items[0].stream == "s"
+    # A score list that does not match the items never shifts a score onto another comment.
+    assert TopPage.from_wire({"s": "s", "items": [c1, c2], "scores": [4]}).scores == (4, 0)
+    assert TopPage.from_wire({"s": "s", "items": [c1], "scores": [4, 2]}).scores == (4,)
+    assert TopPage.from_wire({"s": "s"}) == TopPage("s", (), ())
+    queue = ModerationQueue.from_wire(
+        {
+            "t": "queue", "s": "s", "more": True,
+            "flagged": [{"id": 11, "u": "ann", "c": c1, "reason": "3 reports", "score": -1.0, "ts": 7}],
+            "reports": [{"id": 2, "by": "cy", "u": "ann", "c": 11, "reason": "rude", "ts": 8},
+                        {"id": 1, "by": "cy", "u": "bo", "c": None, "reason": "", "ts": 6}],
+        }
+    )  # fmt: skip
+    assert queue.more and queue.flagged[0].comment.text == "best" and queue.flagged[0].score == -1.0
+    assert [(r.report_id, r.user, r.comment_id) for r in queue.reports] == [(2, "ann", 11), (1, "bo", None)]
 
 
 def test_token_subject_reads_sub_without_verifying() -> None:

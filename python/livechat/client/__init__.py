@@ -28,6 +28,7 @@ from livechat.client.events import (
     Snapshot,
     StateChanged,
     Tier,
+    TopPage,
     Unbanned,
     UnknownEvent,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "StateChanged",
     "StreamView",
     "Tier",
+    "TopPage",
     "Unbanned",
     "UnknownEvent",
     "token_subject",

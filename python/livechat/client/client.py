@@ -57,6 +57,7 @@ from livechat.client.events import (
     Reconnecting,
     ServerErrorEvent,
     Snapshot,
+    TopPage,
     state_changed,
     stream_event,
 )
@@ -67,7 +68,7 @@ from livechat.client.transport_factory import connector
 from livechat.config import ClientConfig
 from livechat.protocol.audience import KICKED_NOTICE
 from livechat.protocol.codes import REPLY_TYPES, CloseCode, MessageType, Op
-from livechat.protocol.rules import REVIEW_ACTIONS, RID_MAX
+from livechat.protocol.rules import REVIEW_ACTIONS, RID_MAX, TOP_LIMIT_DEFAULT
 
 log = logging.getLogger(__name__)
 
@@ -458,6 +459,13 @@ class LiveChatClient:
         items = tuple(Comment.from_wire(stream, raw, "tick") for raw in reply.get("items") or [])
         return HistoryPage(stream, items, bool(reply.get("more")))
 
+    async def top(self, stream: str, *, limit: int = TOP_LIMIT_DEFAULT) -> TopPage:
+        """The joined ``stream``'s top comments, best first (at most ``limit``, 1..50): its newest 500
+        visible comments ranked by likes, replies, badge and the author's strikes; those scoring 0
+        or less are left out, so the page may be empty. Anonymous viewers may ask too."""
+        reply = await self._request(lambda: {"op": Op.TOP, "stream": stream, "limit": limit})
+        return TopPage.from_wire(reply)
+
     async def ping(self) -> int:
         """The server's clock in Unix ms (a round trip through the whole server)."""
         reply = await self._request(lambda: {"op": Op.PING})
@@ -512,6 +520,7 @@ class LiveChatClient:
         await self._request(lambda: {"op": Op.FOLLOW, "stream": stream})
 
     async def unfollow(self, stream: str) -> None:
+        """Stop following; a later ``follow`` starts the follow age again from then."""
         await self._request(lambda: {"op": Op.UNFOLLOW, "stream": stream})
 
     # -- moderators and the broadcaster ------------------------------------------------------------

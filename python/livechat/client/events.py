@@ -355,3 +355,24 @@ class HistoryPage:
     items: tuple[Comment, ...]
     # Older comments remain: ask again with ``before=items[-1].id``.
     more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TopPage:
+    """The reply to ``top``: the stream's most engaged comments, best first. ``scores[i]`` belongs to
+    ``items[i]``: likes + 2 x replies + a badge bonus - 2 x the author's strikes (docs/protocol.md §2),
+    always above 0. The server recomputes a stream's ranking at most once a second."""
+
+    stream: str
+    items: tuple[Comment, ...]
+    scores: tuple[int, ...]
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> TopPage:
+        stream = str(raw.get("s", ""))
+        items = tuple(Comment.from_wire(stream, c, "tick") for c in raw.get("items") or ())
+        scores = tuple(int(s) for s in raw.get("scores") or ())
+        if len(scores) != len(items):
+            # A score per item is the protocol; a short or long list must not misalign them.
+            scores = (scores + (0,) * len(items))[: len(items)]
+        return cls(stream, items, scores)
