@@ -86,7 +86,9 @@ async def test_shadow_ban_hides_every_later_comment_and_tells_nothing(
     clean = await room.post(shady, "a perfectly nice comment")
     for ack in (offence, clean):
         assert ack["t"] == "ack" and not ack.get("dup")
-    mine = {offence["id"], clean["id"]}
+    answer = await room.post(shady, "replying to myself", reply_to=offence["id"])  # no not_found
+    assert answer["t"] == "ack", answer
+    mine = {offence["id"], clean["id"], answer["id"]}
     await shady.wait(lambda: mine <= {e["id"] for e in shady.direct}, what="own comments")
     await room.healthy()  # the watcher got exactly the other acked comments
     await room.watcher.drain(0.3)

@@ -72,6 +72,9 @@ HIGH_WATER: Final = 20_000
 #: back and history when ``livechat worker persist`` writes it: until then (a log round trip, well
 #: under this many seconds) a reply to it is checked against the acks of this edge.
 ACKED_WINDOW_S: Final = 5.0
+#: Comments acked to their author only (shadow-banned, blocked or held back) remembered so the
+#: author may reply to them like to any other (a not_found would tell them): ~100 bytes each.
+HIDDEN_REMEMBERED: Final = 50_000
 
 
 @dataclass(slots=True)
@@ -153,6 +156,8 @@ class CommentPipeline:
         self._hold_tails: dict[str, asyncio.Task[None]] = {}
         # With a shared log: (stream, comment id) -> monotonic ack time, for ACKED_WINDOW_S.
         self._acked_ids: OrderedDict[tuple[str, int], float] = OrderedDict()
+        # (stream, comment id) -> author of comments acked to their author only.
+        self._hidden: OrderedDict[tuple[str, int], str] = OrderedDict()
         self.counters = {
             "accepted": 0,
             "duplicates": 0,
@@ -475,7 +480,7 @@ class CommentPipeline:
                 session.principal.name,
                 reply_to,
                 badge,
-                reply_to is not None and not self._reply_known(msg.stream, reply_to),
+                reply_to is not None and not self._reply_known(msg.stream, reply_to, user),
             )
             self._unacked[candidate.key] = pending
             if candidate.rank == 0 and decision is not Decision.SHADOW_BAN and room is not None:
@@ -640,10 +645,13 @@ class CommentPipeline:
         if history_put is not None:
             await history_put
 
-    def _reply_known(self, stream: str, comment_id: int) -> bool:
-        """Whether ``comment_id`` is known to exist in ``stream`` without a store read."""
+    def _reply_known(self, stream: str, comment_id: int, user: str) -> bool:
+        """Whether ``user`` may answer ``comment_id`` in ``stream`` without a store read: it is in
+        the recent window, acked here lately, or one of their own comments only they can see."""
         room = self._ctx.rooms.get(stream)
         if room is not None and comment_id in room.recent:
+            return True
+        if self._hidden.get((stream, comment_id)) == user:
             return True
         acked = self._acked_ids.get((stream, comment_id))
         return acked is not None and acked >= self._ctx.clock.monotonic() - ACKED_WINDOW_S
@@ -683,7 +691,8 @@ class CommentPipeline:
                 if task in done and not isinstance(task.exception(), BackendError):
                     log.error("checking reply_to %d failed", pending.reply_to, exc_info=task.exception())
                 continue
-            if task.result() is None and not self._reply_known(pending.stream, pending.reply_to or 0):
+            reply_to = pending.reply_to or 0
+            if task.result() is None and not self._reply_known(pending.stream, reply_to, pending.user_id):
                 missing.add(id(pending))
                 self._refuse_reference(pending)
         return [p for p in batch if id(p) not in missing] if missing else batch
@@ -762,7 +771,12 @@ class CommentPipeline:
         ctx = self._ctx
         ctx.idempotency.put(pending.key, AckRecord(pending.stream, pending.comment_id, pending.ts_ms), now)
         self._unacked.pop(pending.key, None)
-        if ctx.shared_log:
+        if pending.shadow:
+            hidden = self._hidden
+            hidden[(pending.stream, pending.comment_id)] = pending.user_id
+            if len(hidden) > HIDDEN_REMEMBERED:
+                hidden.popitem(last=False)
+        elif ctx.shared_log:
             acked = self._acked_ids
             acked[(pending.stream, pending.comment_id)] = now
             while acked and next(iter(acked.values())) < now - ACKED_WINDOW_S:
