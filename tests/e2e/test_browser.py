@@ -278,8 +278,11 @@ async def test_top_tab_follow_button_and_moderation_queue(serve: ServeProcess, s
         await bob.like(stream, liked)
         await expect(comment_item(alice, "worth a like").locator(".likes")).to_have_text("2")
 
-        tab = alice.get_by_test_id("tab-top")
-        await tab.click()
+        # The tabs are a tablist: the arrow keys move between them.
+        tab = alice.get_by_role("tab", name="Top")
+        await alice.get_by_role("tab", name="Live").focus()
+        await alice.keyboard.press("ArrowRight")
+        await expect(tab).to_be_focused()
         await expect(tab).to_have_attribute("aria-selected", "true")
         await expect(alice.get_by_test_id("tab-live")).to_have_attribute("aria-selected", "false")
         await expect(alice.get_by_test_id("comments")).to_be_hidden()
@@ -361,7 +364,10 @@ async def test_top_tab_follow_button_and_moderation_queue(serve: ServeProcess, s
         await expect(reports.nth(2).locator(".name")).to_have_text("alice")
         await mod.screenshot(path=str(shots / "moderation-queue.png"), full_page=True)
 
-        await flagged.nth(0).get_by_test_id("queue-remove").click()
+        await expect(flagged.nth(0).get_by_test_id("queue-remove")).to_have_accessible_name(
+            "Remove the comment by bob"
+        )
+        await mod.get_by_role("button", name="Remove the comment by bob").click()
         for page in (alice, mod):
             await expect(comment_item(page, "a rude comment")).to_have_count(0)
         await expect(flagged).to_have_count(0)

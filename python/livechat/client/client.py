@@ -508,6 +508,8 @@ class LiveChatClient:
     async def report(
         self, stream: str, *, comment_id: int | None = None, user: str | None = None, reason: str = ""
     ) -> None:
+        """Report a comment and/or a user to the stream's moderators (their ``queue``); 3 distinct
+        reporters of one comment flag it for review."""
         message: dict[str, Any] = {"op": Op.REPORT, "stream": stream, "reason": reason}
         if comment_id is not None:
             message["id"] = comment_id

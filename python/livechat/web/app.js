@@ -62,6 +62,19 @@ function codePoints(text) {
   return [...text.normalize("NFC").trim()].length;
 }
 
+/** Run ``render`` (which replaces ``container``'s items) without losing the keyboard focus: a
+ * focused button is focused again in the new item with the same ``data-key``. */
+function keepFocus(container, render) {
+  const active = document.activeElement;
+  const item = active && container.contains(active) ? active.closest("li[data-key]") : null;
+  const key = item ? item.dataset.key : null;
+  const action = active ? active.dataset.action : undefined;
+  render();
+  if (key === null || !action) return;
+  const again = container.querySelector(`li[data-key="${CSS.escape(key)}"] button[data-action="${CSS.escape(action)}"]`);
+  if (again) again.focus();
+}
+
 function button(className, label, action, ariaLabel) {
   const b = el("button", className, label);
   b.type = "button";
@@ -87,6 +100,7 @@ class ChatPage {
     this.queueTimer = null;
     this.queueReports = [];
     this.queueMore = false;
+    this.topShown = null;
     this.list = $("comments");
     this.topList = $("top");
     this.buildReactions();
@@ -153,6 +167,7 @@ class ChatPage {
     this.stream = stream;
     this.list.replaceChildren();
     this.topList.replaceChildren();
+    this.topShown = null;
     this.liked.clear();
     this.reported.clear();
     this.removed.clear();
@@ -552,19 +567,24 @@ class ChatPage {
   }
 
   renderTop(items, scores) {
+    // Unchanged since the last read (likes included): leave the list alone.
+    const shown = items.map((c, i) => `${c.id}:${scores[i]}:${this.likeCounts.get(String(c.id))}`).join(",");
+    if (shown === this.topShown && this.topList.children.length === items.length) return;
+    this.topShown = shown;
     const rows = items.map((c, i) => {
       const key = String(c.id);
       // A like total is known for comments liked since the page joined or shown in its snapshot.
       const likes = this.likeCounts.has(key) ? String(this.likeCounts.get(key)) : "–";
       const li = this.commentItem(c, likes);
       li.dataset.testid = "top-comment";
+      li.dataset.key = key;
       const score = el("span", "score");
       score.append(el("span", "sr-only", "score "), String(scores[i] ?? ""));
       score.title = "score: likes, replies and the author's standing";
       li.prepend(el("span", "rank", `${i + 1}.`), score);
       return li;
     });
-    this.topList.replaceChildren(...rows);
+    keepFocus(this.topList, () => this.topList.replaceChildren(...rows));
     $("top-empty").hidden = rows.length > 0;
   }
 
@@ -605,7 +625,8 @@ class ChatPage {
   renderQueue(reply, { older = false, reset = false } = {}) {
     if (!older) {
       const flagged = (reply.flagged || []).filter((f) => !this.removed.has(String(f.id)));
-      $("queue-flagged").replaceChildren(...flagged.map((f) => this.flaggedItem(f)));
+      const list = $("queue-flagged");
+      keepFocus(list, () => list.replaceChildren(...flagged.map((f) => this.flaggedItem(f))));
     }
     const reports = reply.reports || [];
     if (reset) {
@@ -630,6 +651,7 @@ class ChatPage {
     const name = c.n || f.u;
     const li = el("li", "queue-item");
     li.dataset.comment = String(f.id);
+    li.dataset.key = String(f.id);
     li.dataset.testid = "queue-flagged-item";
     li.append(el("span", "time", clock(f.ts)), el("span", "name", name), el("span", "text", c.x || ""));
     const why = Number(f.score) >= 0 ? `${f.reason} (score ${Number(f.score).toFixed(2)})` : f.reason;
@@ -646,6 +668,7 @@ class ChatPage {
     const items = this.queueReports.map((r) => {
       const li = el("li", "queue-item");
       li.dataset.testid = "queue-report";
+      li.dataset.key = String(r.id);
       li.dataset.user = r.u;
       const key = r.c === undefined || r.c === null ? null : String(r.c);
       if (key !== null) li.dataset.comment = key;
@@ -665,7 +688,8 @@ class ChatPage {
       li.append(button("timeout", "Timeout 10 min", "timeout", `Time out ${r.u} for 10 minutes`));
       return li;
     });
-    $("queue-reports").replaceChildren(...items);
+    const list = $("queue-reports");
+    keepFocus(list, () => list.replaceChildren(...items));
     $("queue-older").hidden = !this.queueMore;
   }
 

@@ -11,7 +11,7 @@
 //   delete      {stream, id, keep}          keep: the author who still sees it (shadow ban), or undefined
 //   purge / ban / unban / pin / highlight / modes / gap   {stream, event}
 //   state       {stream, slots}             changed state slots: n, rx, likes, tier
-//   notice      {notice}                    banned / timed_out / unbanned
+//   notice      {notice}                    banned / timed_out / unbanned / kicked
 //   servererror {code, msg, fields}         an `err` that answers no request
 
 import { decode, encode } from "./msgpack.js";
@@ -519,8 +519,11 @@ export class LiveChatClient extends EventTarget {
   unlike(stream, id) { return this.request(() => ({ op: OP.UNLIKE, stream, id })); }
   history(stream, { before, limit } = {}) { return this.request(() => ({ op: OP.HISTORY, stream, before, limit })); }
   ping() { return this.request(() => ({ op: OP.PING })); }
+  /** Report a comment and/or a user: fields {id?, user?, reason?}; 3 reporters of a comment flag it. */
   report(stream, fields) { return this.request(() => ({ op: OP.REPORT, stream, ...fields })); }
+  /** Follow the stream's channel (signed in); following again keeps the first follow time. */
   follow(stream) { return this.request(() => ({ op: OP.FOLLOW, stream })); }
+  /** Stop following; a later follow starts the follow age anew. */
   unfollow(stream) { return this.request(() => ({ op: OP.UNFOLLOW, stream })); }
   /** Moderators: a page of the moderation queue ({flagged, reports, more}); ``before``: a report id. */
   queue(stream, { limit, before } = {}) { return this.request(() => ({ op: OP.QUEUE, stream, limit, before })); }
@@ -529,7 +532,8 @@ export class LiveChatClient extends EventTarget {
     return this.request(() => ({ op: OP.REVIEW, stream, id, action: approve ? "approve" : "dismiss" }));
   }
   kick(stream, user) { return this.request(() => ({ op: OP.KICK, stream, user })); }
-  /** The stream's top comments, best first: {items, scores}. */
+  /** The stream's top comments, best first: {items, scores} (scores[i] is items[i]'s); anyone may ask.
+   * ``limit``: 1..50, default 10. The server ranks a stream at most once a second. */
   top(stream, { limit } = {}) { return this.request(() => ({ op: OP.TOP, stream, limit })); }
 
   /** Moderator / broadcaster operations: delete, purge, timeout, ban, unban, kick, pin, unpin,
