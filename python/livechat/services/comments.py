@@ -57,7 +57,16 @@ from livechat.services.delivery import Delivery, StoredPost
 from livechat.services.idempotency import AckRecord, idempotency_key
 from livechat.services.mentions import LOOKUP_TIMEOUT_S, MentionResolver
 from livechat.services.moderation import ACCEPTED, SHADOWED, Decision, ReviewItem, ReviewQueue
-from livechat.services.moderation.hold import HELD_NOTICE, Decided, HoldDesk, HoldMode, HoldPolicy, Outcome
+from livechat.services.moderation.hold import (
+    HELD_NOTICE,
+    Decided,
+    HoldDesk,
+    HoldMode,
+    HoldPolicy,
+    Outcome,
+    default_policy,
+    in_force,
+)
 from livechat.services.room import Room
 from livechat.services.sessions import Session
 from livechat.services.shared_limits import SharedCheck, SharedLimits
@@ -149,7 +158,7 @@ class CommentPipeline:
         self._marks_frozen = False
         self._mentions = MentionResolver(ctx.meta, ctx.clock)
         moderation = ctx.config.moderation
-        self._hold_default = HoldPolicy(HoldMode(moderation.hold), moderation.hold_ms)
+        self._hold_default = default_policy(moderation)
         self._desk = HoldDesk(ctx.moderation, moderation.classifier_concurrency)
         # Comments waiting for a verdict, and per stream the last one (they leave in order).
         self._holds: set[asyncio.Task[None]] = set()
@@ -484,7 +493,7 @@ class CommentPipeline:
             )
             self._unacked[candidate.key] = pending
             if candidate.rank == 0 and decision is not Decision.SHADOW_BAN and room is not None:
-                policy = room.hold if room.hold is not None else self._hold_default
+                policy = in_force(room.hold, self._hold_default)
                 if policy.held:
                     self._hold(pending, policy)
                     continue

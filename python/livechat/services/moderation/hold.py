@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
+from livechat.config import ModerationConfig
 from livechat.services.moderation.pipeline import Decision, ModerationPipeline, Verdict
 
 #: The ``notice`` code that tells an author their comment was held back (fail-closed).
@@ -60,6 +61,19 @@ class HoldPolicy:
     @property
     def held(self) -> bool:
         return self.mode is not HoldMode.OFF
+
+
+def default_policy(config: ModerationConfig) -> HoldPolicy:
+    """The edge's setting for streams that set none (``chat.moderation.hold``, ``hold_ms``)."""
+    return HoldPolicy(HoldMode(config.hold), config.hold_ms)
+
+
+def in_force(stream: HoldPolicy | None, default: HoldPolicy) -> HoldPolicy:
+    """The setting a stream's comments meet: its own (the edge's bound when it names none), else
+    the edge's default."""
+    if stream is None:
+        return default
+    return stream if stream.bound_ms else HoldPolicy(stream.mode, default.bound_ms)
 
 
 def policy_from_event(event: dict[str, Any], current: HoldPolicy | None) -> HoldPolicy | None:
