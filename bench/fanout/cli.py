@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from bench.fanout import procstat, rust_loadgen
 from bench.fanout.report import render
 from bench.fanout.scenario import FULL, QUICK, Plan, run_target
-from bench.fanout.targets import parse_targets
+from bench.fanout.targets import DEFAULT_TARGETS, parse_targets
 from tests.ports import free_port
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
@@ -30,7 +31,7 @@ PORT_RANGE = range(19100, 20000)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK.conns} viewers, short steps")
-    parser.add_argument("--targets", default="livechat,picows,websockets")
+    parser.add_argument("--targets", default=DEFAULT_TARGETS)
     parser.add_argument("--conns", type=int, help="viewers per server (≤ 15 000)")
     parser.add_argument("--workers", type=int, help="load-generator processes for the viewers")
     parser.add_argument("--steady-seconds", type=float)
@@ -81,7 +82,21 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
     found["python"] = sys.version.split()[0]
+    found["node"] = _node_version()
+    ws_package = Path.home() / ".cache/livechat-bench/node-ws/node_modules/ws/package.json"
+    try:
+        found["ws (node)"] = json.loads(ws_package.read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        found["ws (node)"] = "not installed"
     return found
+
+
+def _node_version() -> str:
+    try:
+        done = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "not installed"
+    return done.stdout.strip() or "not installed"
 
 
 async def run(args: argparse.Namespace, loadgen: str, loadgen_note: str) -> dict[str, Any]:
