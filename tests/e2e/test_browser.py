@@ -373,6 +373,7 @@ async def test_top_tab_follow_button_and_moderation_queue(serve: ServeProcess, s
         await expect(flagged).to_have_count(0)
         await expect(mod.get_by_text("Nothing waits for review.")).to_be_visible()
         await expect(reports.nth(2)).to_contain_text("removed")
+        await expect(reports.nth(2).locator(".text")).to_have_text("a rude comment")
         deleted = await wait_event(bob, Deleted, lambda d: d.id == rude.id)
         assert isinstance(deleted, Deleted)
         await mod.get_by_test_id("queue-refresh").click()

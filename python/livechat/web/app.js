@@ -665,6 +665,11 @@ class ChatPage {
   }
 
   renderReports() {
+    // Texts the queue already shows, so a report keeps its comment's text once the comment is gone.
+    const known = new Map();
+    for (const li of document.querySelectorAll("#mod-queue li[data-comment]")) {
+      known.set(li.dataset.comment, li.querySelector(".text").textContent);
+    }
     const items = this.queueReports.map((r) => {
       const li = el("li", "queue-item");
       li.dataset.testid = "queue-report";
@@ -673,7 +678,7 @@ class ChatPage {
       const key = r.c === undefined || r.c === null ? null : String(r.c);
       if (key !== null) li.dataset.comment = key;
       const shown = key !== null ? this.list.querySelector(`li[data-id="${CSS.escape(key)}"] .text`) : null;
-      const what = key === null ? `user ${r.u}` : shown ? shown.textContent : `comment ${key} by ${r.u}`;
+      const what = key === null ? `user ${r.u}` : shown ? shown.textContent : known.get(key) || `comment ${key} by ${r.u}`;
       li.append(el("span", "time", clock(r.ts)), el("span", "name", r.by), el("span", "reported", "reported"));
       li.append(el("span", "text", what));
       if (r.reason) li.append(el("span", "reason", r.reason));
