@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from livechat.backends import open_meta
 
+from tests.service.conftest import StartServe
 from tests.service.serve_process import Client, ServeProcess
 from tests.unit.classifier_server import ClassifierServer
 
@@ -210,3 +211,26 @@ async def test_the_broadcaster_sets_hold_mode_per_stream(start_held: StartHeld) 
         await Client.close_all()
         again.stop()
         again.assert_no_tracebacks()
+
+
+async def test_held_comments_reach_another_edge_only_once_released(
+    start_edge: StartServe, classifier: ClassifierServer
+) -> None:
+    """Two edges on one Redis: a held comment posted on edge A reaches a watcher on edge B only
+    after the verdict; a blocked one never does."""
+    held = (
+        "--set",
+        f"chat.moderation.classifier_url={classifier.url}",
+        "--set",
+        "chat.moderation.hold=closed",
+    )
+    a, b = start_edge("a", 1, *held), start_edge("b", 2, *held)
+    author, watcher = await joined(a, "author"), await joined(b, "watcher")
+    sent = time.monotonic()
+    fine = await post(author, "fine sleep:0.2", "x1")
+    blocked = await post(author, "toxic words", "x2")
+    (got,) = await watcher.comments(1)
+    assert got["id"] == fine["id"] and time.monotonic() - sent >= 0.2
+    await watcher.drain(0.5)
+    assert ids(watcher.events + watcher.direct) == [fine["id"]]
+    assert ids(author.direct) == [fine["id"], blocked["id"]]
