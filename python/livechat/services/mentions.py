@@ -3,7 +3,9 @@
 ``extract_mentions`` finds the handles in the text; ``MentionResolver.existing`` keeps those that
 ``MetaStore.find_user_by_name`` resolves to exactly one user (a handle naming nobody, or several
 users, is left out of ``m``: it notifies and highlights nobody). Users are recorded in the
-MetaStore when they join a stream (``livechat.services.membership``).
+MetaStore when they join a stream (``livechat.services.membership``); with a MetaStore per edge
+(SQLite under each edge of a Redis-brokered cluster) a user is known on the edges they joined,
+with a shared one (PostgreSQL) everywhere.
 
 Answers are cached per handle: a user that exists for POSITIVE_TTL_S, "nobody" for NEGATIVE_TTL_S
 (a new user's name works everywhere within that long). A lookup that fails or is late keeps the
