@@ -182,8 +182,13 @@ impl Default for Inflater {
 
 impl Inflater {
     /// Inflate one message into `out`, stopping as soon as it exceeds `max` bytes.
+    ///
+    /// `out` never grows past `max + 1` bytes beyond its length at entry (zlib fills whatever
+    /// spare capacity it is given, so a doubling `reserve` let a 1 MiB limit hold 2 MiB of a
+    /// deflate bomb before refusing it).
     pub fn inflate(&mut self, input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
         let start = out.len();
+        let cap_limit = start.saturating_add(max).saturating_add(1);
         for piece in [input, &TAIL[..]] {
             let base_in = self.inner.total_in();
             loop {
@@ -193,7 +198,11 @@ impl Inflater {
                     return Err(InflateError::TooBig);
                 }
                 let room = (max + 1 - produced).clamp(1, 64 * 1024);
-                out.reserve(room);
+                if out.capacity() - out.len() < room {
+                    // Geometric growth (few copies for big messages), capped at the limit + 1.
+                    let target = out.capacity().saturating_mul(2).max(out.len() + room).min(cap_limit);
+                    out.reserve_exact(target - out.len());
+                }
                 let before_out = out.len();
                 let status = self
                     .inner
@@ -270,6 +279,27 @@ mod tests {
             let mut out = Vec::with_capacity(data.len() + 64);
             d.decompress_vec(&z, &mut out, FlushDecompress::Sync).unwrap();
             assert_eq!(out, data, "window {bits}");
+        }
+    }
+
+    #[test]
+    fn bomb_never_holds_more_than_the_limit() {
+        // Found by the inflate fuzz target: past 64 KiB the buffer doubled, so a 1 MiB limit held
+        // 2 MiB of a bomb before refusing it.
+        let mut c = Vec::new();
+        Deflater::new(9).compress(&vec![0u8; 4 << 20], &mut c);
+        for max in [1 << 20, 100_000, 65_536, 1000] {
+            let mut out = b"kept".to_vec();
+            assert_eq!(Inflater::default().inflate(&c, &mut out, max), Err(InflateError::TooBig));
+            assert_eq!(out.len(), 4 + max + 1, "limit {max}");
+            assert!(out.capacity() <= 4 + max + 1, "limit {max}: capacity {}", out.capacity());
+            assert_eq!(&out[..4], b"kept");
+            let mut exact = Vec::new();
+            let data = vec![7u8; max];
+            let mut z = Vec::new();
+            Deflater::new(6).compress(&data, &mut z);
+            assert_eq!(Inflater::default().inflate(&z, &mut exact, max), Ok(()));
+            assert_eq!(exact, data, "a message of exactly the limit");
         }
     }
 
