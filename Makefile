@@ -7,6 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help install pyext redis chromium serve test test-rust test-py lint lint-rust lint-python stubtest bench loadgen bench-fanout loadtest autobahn clean
 .PHONY: services services-down cluster cluster-down faults soak
+.PHONY: fuzz fuzz-short
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -86,6 +87,13 @@ node-peer: ## the Node ws peer's pinned packages (npm ci into ~/.cache/livechat-
 
 bench-fanout: loadgen node-peer ## livechat fanout vs picows vs websockets vs node ws, 15 000 viewers (about 8 minutes)
 	$(PY) -m bench.fanout --loadgen rust --wait-quiet 120 --targets livechat,picows,websockets,node-ws
+
+FUZZ_SECONDS ?= 300
+fuzz: ## libFuzzer (cargo-fuzz, ASan) on the protocol code: frames, handshake, inflate, msgpack, UTF-8; FUZZ_SECONDS (300) per target
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-short: ## the CI fuzz step: 20 s per target
+	scripts/fuzz.sh 20
 
 autobahn: ## the full Autobahn TestSuite (kosoku) against `livechat echo`; summary in artifacts/autobahn
 	$(PY) -m tests.conformance.autobahn --full

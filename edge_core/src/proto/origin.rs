@@ -199,7 +199,9 @@ impl OriginPolicy {
                 .strip_prefix(prefix.as_str())
                 .and_then(|rest| rest.strip_suffix(port.as_str()))
                 .and_then(|host| host.strip_suffix(suffix.as_str()))
-                .is_some_and(|sub| !sub.is_empty() && !sub.contains(':') && is_host(sub, false)),
+                // `is_host` takes one trailing dot (a fully qualified name); here it would be an
+                // empty label before the suffix (`a..example.com`), which no browser sends.
+                .is_some_and(|sub| !sub.is_empty() && !sub.contains(':') && !sub.ends_with('.') && is_host(sub, false)),
         })
     }
 }
@@ -275,6 +277,10 @@ mod tests {
             "https://a.example.com:8443",
             "https://a.example.com.evil.com",
             "https://.example.com",
+            // Found by the handshake fuzz target: an empty label before the suffix was allowed.
+            "https://a..example.com",
+            "HTTPS://A..EXAMPLE.COM",
+            "https://a.b..example.com",
         ] {
             assert!(!p.allows(Some(bad)), "{bad}");
         }
