@@ -200,3 +200,16 @@ async def test_sampled_out_reply_reaches_the_replied_to_viewer(make_harness: Any
     assert len(published & set(replies)) < 30
     assert set(replies) - published <= direct_ids(h, ann)
     assert direct_ids(h, ann).isdisjoint(published)
+
+
+def test_a_stale_threshold_never_shows_more_than_the_tier() -> None:
+    """Scores jump between windows (reputations arrive, a raid): the previous window's threshold
+    would keep everything; the budget guard holds the shown share to the tier's."""
+    ids = ids_over(20_000, 2.0)
+    boundary = first_id_at(T0_MS + WINDOW_MS)
+    candidates = [Candidate(i, f"u{n}", BASE_SCORE if i < boundary else 12) for n, i in enumerate(ids)]
+    mask = run(RankedSelector(WINDOW_MS, 0.05), candidates, 50_000)
+    later = [k for c, k in zip(candidates, mask, strict=True) if c.comment_id >= boundary]
+    # 3 windows of 5 000 comments at 5 %: 250 each, plus at most BUDGET_SLACK (20) and 3 sigma
+    # of a random draw (46).
+    assert 750 <= sum(later) <= 3 * 316, "without the guard all 15 000 would be shown"

@@ -90,19 +90,22 @@ class Delivery:
         if sampler.keep_ppm(stream) >= PPM:
             return
         quality = self._quality
-        scored = quality.candidates(
+        columns = quality.candidates(
             stream, [posts[i].comment_id for i in indexes], [posts[i].payload for i in indexes]
         )
-        mask = sampler.select(stream, [s.candidate for s in scored])
+        mask = sampler.select_many(
+            stream, columns.comment_ids, columns.authors, columns.scores, columns.exempt
+        )
         if mask is None:
             return
-        for index, keep, item in zip(indexes, mask, scored, strict=True):
+        for position, (index, keep) in enumerate(zip(indexes, mask, strict=True)):
             if keep:
-                quality.shown(stream, item.candidate.comment_id, item.candidate.author)
+                quality.shown(stream, columns.comment_ids[position], columns.authors[position])
                 continue
             broadcast[index] = False
-            if item.reply_author is not None:
-                replied[index] = item.reply_author
+            reply_author = columns.reply_authors[position]
+            if reply_author is not None:
+                replied[index] = reply_author
 
     def _deliver(
         self,
@@ -117,6 +120,8 @@ class Delivery:
         room = ctx.rooms.get(stream)
         if room is not None:
             room.recent.append(post.comment_id, post.user_id, post.payload)
+            if post.user_id == room.owner_id:
+                self._quality.broadcaster_comment(stream, post.comment_id)
         if broadcast:
             ctx.outbox.publish(stream, post.payload)
             self.published += 1

@@ -11,6 +11,7 @@ replied-to and the mentioned users directly).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from livechat.config import SamplingConfig
@@ -138,12 +139,29 @@ class Sampler:
     def select(self, stream: str, candidates: list[Candidate]) -> bytearray | None:
         """The ranked twin of ``keep_many`` (``livechat.services.ranking``): 1 = into the tick;
         None = keep them all (tier 0). Falls back to ``keep_many`` when ranking is off."""
+        return self.select_many(
+            stream,
+            [c.comment_id for c in candidates],
+            [c.author for c in candidates],
+            [c.score for c in candidates],
+            [c.exempt for c in candidates],
+        )
+
+    def select_many(
+        self,
+        stream: str,
+        comment_ids: Sequence[int],
+        authors: Sequence[str],
+        scores: Sequence[int],
+        exempt: Sequence[bool],
+    ) -> bytearray | None:
+        """``select`` on columns (``RankedSelector.select_many``)."""
         state = self._streams.get(stream)
         if state is None or state.level == 0:
             return None
         if self._ranked is None:
-            return sample_mask([c.comment_id for c in candidates], self._keep[state.level])
-        return self._ranked.select(stream, self._keep[state.level], candidates)
+            return sample_mask(comment_ids, self._keep[state.level])
+        return self._ranked.select_many(stream, self._keep[state.level], comment_ids, authors, scores, exempt)
 
     def forget(self, stream: str) -> None:
         self._streams.pop(stream, None)
