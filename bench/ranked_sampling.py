@@ -11,8 +11,9 @@ Authors (``--authors``, 4 000 viewers):
 
 - 5 % flagged: half of their comments hit the flag list, the rest come from a flagged author;
 - 20 % low reputation: 1 to 3 moderation strikes (in the MetaStore: read as on a remote edge);
-- one spammer posting 10 % of all comments (clean text, no strikes);
-- the rest: 30 % of them follow the channel, and 10 % of their comments reply to the broadcaster.
+- one spammer posting 10 % of all comments (clean text, no strikes, a follower: only the author
+  cap holds them back);
+- the rest: 30 % of them follow the channel, and 3 % of their comments reply to the broadcaster.
 
 Before the measured comments one warm-up second runs at the same rate (a stream reaches the 5 %
 tier after seconds above 50 000/s, so the selector has seen the stream; the MetaStore reads of
@@ -126,7 +127,7 @@ def comments(
         author = spammer if rng.random() < 0.10 else rng.choice(people)
         flagged = author.kind == "flagged"
         text = f"{FLAG_TERM} {i}" if flagged and rng.random() < 0.5 else f"comment {i}"
-        reply = parent if author.kind == "normal" and rng.random() < 0.10 else None
+        reply = parent if author.kind == "normal" and rng.random() < 0.03 else None
         payload = encode_comment(comment_id, author.user, author.user, text, ms, reply, (), None)
         signals = Signals(flagged, author.strikes, author.follower, None, reply is not None)
         out.append(Comment(comment_id, author, payload, signals))
@@ -139,7 +140,7 @@ async def edge(
     backends = await open_backends(
         BackendConfig(data_dir=data_dir, broker="memory://", registry="memory://"), edge_id="bench"
     )
-    for author in people:
+    for author in [*people, Author("spammer", "spammer", follower=True)]:
         if author.strikes:
             await backends.meta.bump_reputation(author.user, "strikes", author.strikes)
         if author.follower:
@@ -259,7 +260,8 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     people = population(args.authors, rng)
-    spammer = Author("spammer", "spammer")
+    # A follower with no strikes: quality alone does not push them out, the author cap has to.
+    spammer = Author("spammer", "spammer", follower=True)
     warm_n = int(args.rate)  # one second
     parent_id = first_id_at(T0_MS)  # before every other comment
     warm = comments(warm_n, args.rate, T0_MS + 1, people, spammer, parent_id, rng)

@@ -13,8 +13,9 @@ of the comments and their scores:
   chosen so that the kept share is ``f``; the first window, with no histogram yet, is the plain
   sampler's hash among the comments scoring at least ``BASE_SCORE`` (a flagged or struck
   author's comment is not shown while the selector learns the stream);
-- an author may fill at most ``author_cap`` of a window's shown comments (``CAP_FLOOR`` at least;
-  the broadcaster and moderators are exempt). An author adds at most that many comments to the
+- an author may fill at most ``author_cap`` of a window's shown comments, and at any point of the
+  window at most that share of what it has shown so far (``CAP_FLOOR`` at least; the broadcaster
+  and moderators are exempt). An author adds at most that many comments to the
   histogram the next window's threshold is computed from, so the budget the rest of their
   comments would have used goes to the next best comments and the shown rate stays ``f`` times the
   comment rate (the "showing M/s" of the banner);
@@ -218,6 +219,7 @@ class RankedSelector:
         out = bytearray(len(comment_ids))
         window = self._streams.get(stream)
         window_ms = self._window_ms
+        share = self._author_cap
         for index, comment_id in enumerate(comment_ids):
             # Window slots from the id's time bits (ms since the id epoch, a multiple of 500 ms).
             slot = (comment_id >> _TIME_SHIFT) // window_ms
@@ -250,7 +252,10 @@ class RankedSelector:
                 if offered < cap:
                     window.offered[author] = offered + 1
                     window.hist[level] += 1
-                if window.shown.get(author, 0) >= cap:
+                # Shown: at most ``cap`` in the window, and at any point at most the share of what
+                # the window has shown so far (CAP_FLOOR at least): no burst at a window's start.
+                shown = window.shown.get(author, 0)
+                if shown >= cap or (shown >= CAP_FLOOR and shown >= share * (window.kept + 1)):
                     continue
             if cut[2] < 0:  # the first window: the hash, among comments scoring BASE_SCORE or more
                 keep = level >= BASE_SCORE and keep_sample(comment_id, keep_ppm)
