@@ -176,7 +176,7 @@ class QualitySignals:
             del memory.broadcaster[next(iter(memory.broadcaster))]
 
     def _author_likes(self, stream: str, memory: _Memory, now: float) -> dict[str, int]:
-        if now - memory.likes_read >= LIKES_REFRESH_S and memory.shown:
+        if now - memory.likes_read >= LIKES_REFRESH_S:
             memory.likes_read = now
             newest = list(itertools.islice(reversed(memory.shown.items()), LIKES_TRACKED))
             totals: dict[int, int] = self._ctx.engagement.snapshot(stream, [cid for cid, _ in newest])[
