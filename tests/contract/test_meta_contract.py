@@ -98,7 +98,12 @@ async def test_follow_keeps_the_first_follow_time(meta: MetaStore) -> None:
 async def test_room_modes_default_open_and_round_trip(meta: MetaStore) -> None:
     assert await meta.get_modes("s") == RoomModes()
     modes = RoomModes(
-        slow_seconds=30, followers_only_min_age_s=600, comments_off=True, emote_only=True, hold_seconds=2
+        slow_seconds=30,
+        followers_only_min_age_s=600,
+        comments_off=True,
+        emote_only=True,
+        hold="closed",
+        hold_ms=400,
     )
     await meta.set_modes("s", modes)
     assert await meta.get_modes("s") == modes
@@ -107,6 +112,8 @@ async def test_room_modes_default_open_and_round_trip(meta: MetaStore) -> None:
     assert await meta.get_modes("s") == followers_any_age
     with pytest.raises(ValueError):
         await meta.set_modes("s", RoomModes(slow_seconds=-1))
+    with pytest.raises(ValueError):
+        await meta.set_modes("s", RoomModes(hold="maybe"))
     assert await meta.get_modes("s") == followers_any_age
 
 

@@ -176,11 +176,6 @@ async def test_a_late_verdict_releases_in_fail_open_mode(start_held: StartHeld) 
     assert ids(await watcher.comments(1)) == [ack["id"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the hold op needs protocol (Op.HOLD, SetHold, decoder, modes event fields) and actions.py: "
-    "/tmp/h12a/patches/hold-op.patch (H-12A report)",
-)
 async def test_the_broadcaster_sets_hold_mode_per_stream(start_held: StartHeld) -> None:
     serve = start_held("off")
     owner = await joined(serve, "owner", streams={STREAM: "broadcaster"})

@@ -7,7 +7,7 @@ from typing import Any
 
 from chat_harness import Harness, chat_config, frame, unpack
 from livechat.config import LimitsConfig, ModerationConfig, RoomConfig
-from livechat.ports.meta import Ban, RoomModes, StreamInfo
+from livechat.ports.meta import Ban, RoomModes, StreamInfo, UserInfo
 from livechat.protocol import CloseCode, EventKind
 
 
@@ -42,26 +42,28 @@ async def test_post_is_stored_acked_and_published(make_harness: Any) -> None:
     h: Harness = await make_harness()
     author = h.connect("u1", name="Ann")
     await h.join(author)
-    ack = await h.post(author, "hello 🌍 @bob", cmid="c-1", rid=9, reply_to=42)
+    await h.backends.meta.upsert_user(UserInfo("bob", "Bob"))  # m lists users that exist
+    parent = await h.post(author, "a question", cmid="c-0")
+    ack = await h.post(author, "hello 🌍 @bob @nobody", cmid="c-1", rid=9, reply_to=parent["id"])
     assert ack["t"] == "ack" and ack["cmid"] == "c-1" and ack["rid"] == 9 and "dup" not in ack
-    [event] = h.outbox.events("s1")
+    [_, event] = h.outbox.events("s1")
     assert event == {
         "k": "c",
         "id": ack["id"],
         "u": "u1",
         "n": "Ann",
-        "x": "hello 🌍 @bob",
+        "x": "hello 🌍 @bob @nobody",
         "ts": ack["ts"],
-        "r": 42,
+        "r": parent["id"],
         "m": ["bob"],
     }
     page = await h.backends.history.page("s1", None, 10)
-    assert [c.comment_id for c in page] == [ack["id"]]
+    assert [c.comment_id for c in page] == [ack["id"], parent["id"]]
     records = await h.backends.log.read("s1", -1, 10)
-    assert len(records) == 1 and unpack(records[0].payload)["id"] == ack["id"]
+    assert len(records) == 2 and unpack(records[1].payload)["id"] == ack["id"]
     # A later joiner sees it in the snapshot.
     other = h.connect("u2")
-    assert [c["id"] for c in (await h.join(other))["recent"]] == [ack["id"]]
+    assert [c["id"] for c in (await h.join(other))["recent"]] == [parent["id"], ack["id"]]
 
 
 async def test_repost_with_same_cmid_returns_first_ack(make_harness: Any) -> None:

@@ -370,30 +370,33 @@ class PostgresMetaStore:
 
     # -- room modes ----------------------------------------------------------------------------
     async def set_modes(self, stream_id: str, modes: RoomModes) -> None:
-        if modes.slow_seconds < 0 or modes.hold_seconds < 0:
-            raise ValueError("slow_seconds and hold_seconds must be >= 0")
+        if modes.slow_seconds < 0 or modes.hold_ms < 0:
+            raise ValueError("slow_seconds and hold_ms must be >= 0")
+        if modes.hold not in (None, "off", "open", "closed"):
+            raise ValueError("hold must be None, 'off', 'open' or 'closed'")
         if modes.followers_only_min_age_s is not None and modes.followers_only_min_age_s < 0:
             raise ValueError("followers_only_min_age_s must be None or >= 0")
         await self._execute(
             """INSERT INTO room_modes
-                 (stream_id, slow_seconds, followers_only_min_age_s, comments_off, emote_only, hold_seconds)
-               VALUES ($1, $2, $3, $4, $5, $6)
+                 (stream_id, slow_seconds, followers_only_min_age_s, comments_off, emote_only, hold, hold_ms)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (stream_id) DO UPDATE SET slow_seconds = EXCLUDED.slow_seconds,
                  followers_only_min_age_s = EXCLUDED.followers_only_min_age_s,
                  comments_off = EXCLUDED.comments_off, emote_only = EXCLUDED.emote_only,
-                 hold_seconds = EXCLUDED.hold_seconds""",
+                 hold = EXCLUDED.hold, hold_ms = EXCLUDED.hold_ms""",
             stream_id,
             modes.slow_seconds,
             modes.followers_only_min_age_s,
             modes.comments_off,
             modes.emote_only,
-            modes.hold_seconds,
+            modes.hold,
+            modes.hold_ms,
             retry=True,
         )
 
     async def get_modes(self, stream_id: str) -> RoomModes:
         row = await self._fetchrow(
-            """SELECT slow_seconds, followers_only_min_age_s, comments_off, emote_only, hold_seconds
+            """SELECT slow_seconds, followers_only_min_age_s, comments_off, emote_only, hold, hold_ms
                FROM room_modes WHERE stream_id = $1""",
             stream_id,
         )

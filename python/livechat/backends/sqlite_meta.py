@@ -50,7 +50,7 @@ _SCHEMA = (
         PRIMARY KEY (channel_id, user_id)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS room_modes (
         stream_id TEXT PRIMARY KEY, slow_seconds INTEGER NOT NULL, followers_only_min_age_s INTEGER,
-        comments_off INTEGER NOT NULL, emote_only INTEGER NOT NULL, hold_seconds INTEGER NOT NULL)""",
+        comments_off INTEGER NOT NULL, emote_only INTEGER NOT NULL, hold_ms INTEGER NOT NULL, hold TEXT)""",
     """CREATE TABLE IF NOT EXISTS pins (
         stream_id TEXT PRIMARY KEY, comment_id INTEGER NOT NULL, pinned_by TEXT NOT NULL,
         payload BLOB NOT NULL, pinned_at REAL NOT NULL, expires_at REAL)""",
@@ -91,7 +91,9 @@ _SCHEMA = (
 
 # 2: highlights (every statement above is IF NOT EXISTS, so a version-1 file gains the table on open).
 # The users_by_*_key indexes came later without a bump: older code reads a file that has them.
-_SCHEMA_VERSION = 2
+# 3: room_modes.hold_seconds (never used) became hold_ms, and hold (the mode) was added
+# (``_upgrade_room_modes``).
+_SCHEMA_VERSION = 3
 _ROLE_RANK = {Role.VIEWER: 0, Role.MODERATOR: 1, Role.BROADCASTER: 2}
 _BAN_COLUMNS = "stream_id, user_id, banned_by, reason, created_at, expires_at"
 _ACTION_COLUMNS = (
@@ -125,6 +127,16 @@ def _flag(row: tuple[Any, ...]) -> FlaggedComment:
     return FlaggedComment(stream, cid, user, payload, reason, score, at, FlagStatus(status), by, resolved_at)
 
 
+def _upgrade_room_modes(conn: Connection) -> None:
+    """A file from before schema 3: room_modes.hold_seconds (never written but 0) becomes hold_ms,
+    and gains hold. Run before ``ensure_schema`` (whose CREATE TABLE IF NOT EXISTS keeps an old table)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(room_modes)")}
+    if "hold_seconds" in columns:
+        conn.execute("ALTER TABLE room_modes RENAME COLUMN hold_seconds TO hold_ms")
+    if columns and "hold" not in columns:
+        conn.execute("ALTER TABLE room_modes ADD COLUMN hold TEXT")
+
+
 class SqliteMetaStore:
     """Durable metadata in SQLite (see the ``MetaStore`` docstring)."""
 
@@ -138,6 +150,7 @@ class SqliteMetaStore:
         db = acquire_database(url)
         store = cls(db, url)
         try:
+            await db.write(_upgrade_room_modes)
             await db.write(lambda conn: ensure_schema(conn, "meta", _SCHEMA_VERSION, _SCHEMA))
         except BaseException:
             await release_database(db, url)
@@ -245,34 +258,37 @@ class SqliteMetaStore:
 
     # -- room modes ----------------------------------------------------------------------------
     async def set_modes(self, stream_id: str, modes: RoomModes) -> None:
-        if modes.slow_seconds < 0 or modes.hold_seconds < 0:
-            raise ValueError("slow_seconds and hold_seconds must be >= 0")
+        if modes.slow_seconds < 0 or modes.hold_ms < 0:
+            raise ValueError("slow_seconds and hold_ms must be >= 0")
+        if modes.hold not in (None, "off", "open", "closed"):
+            raise ValueError("hold must be None, 'off', 'open' or 'closed'")
         if modes.followers_only_min_age_s is not None and modes.followers_only_min_age_s < 0:
             raise ValueError("followers_only_min_age_s must be None or >= 0")
         await self._write(
             """INSERT OR REPLACE INTO room_modes
-               (stream_id, slow_seconds, followers_only_min_age_s, comments_off, emote_only, hold_seconds)
-               VALUES (?, ?, ?, ?, ?, ?)""",
+               (stream_id, slow_seconds, followers_only_min_age_s, comments_off, emote_only, hold_ms, hold)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
             (
                 stream_id,
                 modes.slow_seconds,
                 modes.followers_only_min_age_s,
                 int(modes.comments_off),
                 int(modes.emote_only),
-                modes.hold_seconds,
+                modes.hold_ms,
+                modes.hold,
             ),
         )
 
     async def get_modes(self, stream_id: str) -> RoomModes:
         row = await self._one(
-            """SELECT slow_seconds, followers_only_min_age_s, comments_off, emote_only, hold_seconds
+            """SELECT slow_seconds, followers_only_min_age_s, comments_off, emote_only, hold, hold_ms
                FROM room_modes WHERE stream_id = ?""",
             (stream_id,),
         )
         if row is None:
             return RoomModes()
-        slow, followers, off, emote, hold = row
-        return RoomModes(slow, followers, bool(off), bool(emote), hold)
+        slow, followers, off, emote, hold, hold_ms = row
+        return RoomModes(slow, followers, bool(off), bool(emote), hold, hold_ms)
 
     # -- pins ----------------------------------------------------------------------------------
     async def set_pin(self, pin: Pin) -> None:

@@ -55,8 +55,11 @@ class RoomModes:
     followers_only_min_age_s: int | None = None
     comments_off: bool = False
     emote_only: bool = False
-    # Non-moderator comments are held this many seconds before fan-out (0 = off).
-    hold_seconds: int = 0
+    # Hold for review (``livechat.services.moderation.hold``): "off", "open" or "closed"; None =
+    # the edge's default (``chat.moderation.hold``).
+    hold: str | None = None
+    # Its longest wait for the classifier, ms; 0 = the edge's default (``chat.moderation.hold_ms``).
+    hold_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,8 @@ class Op(StrEnum):
     SLOW = "slow"
     FOLLOWERS_ONLY = "followers_only"
     COMMENTS = "comments"
+    # Hold for review: viewer comments wait for the classifier before fan-out (or not).
+    HOLD = "hold"
     # Disconnect a user's connections in a stream, on every edge (no ban).
     KICK = "kick"
     # The moderation queue: flagged comments and reports; a flagged comment approved or dismissed.
@@ -133,6 +135,7 @@ MODERATOR_OPS: Final = frozenset(
         Op.SLOW,
         Op.FOLLOWERS_ONLY,
         Op.COMMENTS,
+        Op.HOLD,
         Op.KICK,
         Op.QUEUE,
         Op.REVIEW,

@@ -36,6 +36,7 @@ from livechat.protocol.messages import (
     Review,
     SetComments,
     SetFollowersOnly,
+    SetHold,
     SetSlowMode,
     Top,
     UnbanUser,
@@ -47,6 +48,9 @@ from livechat.protocol.rules import (
     FORBIDDEN_TEXT,
     HISTORY_LIMIT_DEFAULT,
     HISTORY_LIMIT_MAX,
+    HOLD_MAX_MS,
+    HOLD_MIN_MS,
+    HOLD_MODES,
     ID_MAX,
     QUEUE_LIMIT_DEFAULT,
     QUEUE_LIMIT_MAX,
@@ -118,6 +122,7 @@ class ClientDecoder:
             Op.SLOW: self._slow,
             Op.FOLLOWERS_ONLY: self._followers_only,
             Op.COMMENTS: self._comments,
+            Op.HOLD: self._hold,
             Op.KICK: self._kick,
             Op.QUEUE: self._queue,
             Op.REVIEW: self._review,
@@ -319,6 +324,15 @@ class ClientDecoder:
         if type(enabled) is not bool:
             raise _bad("enabled", "true or false", rid)
         return SetComments(rid, stream, enabled)
+
+    def _hold(self, obj: dict[str, Any], rid: int | None, op: str) -> SetHold:
+        stream = self._stream(obj, rid)
+        mode = obj.get("mode")
+        if type(mode) is not str or mode not in HOLD_MODES:
+            raise _bad("mode", "one of " + ", ".join(HOLD_MODES), rid)
+        if obj.get("ms") is None:
+            return SetHold(rid, stream, mode, None)
+        return SetHold(rid, stream, mode, self._seconds(obj, "ms", HOLD_MIN_MS, HOLD_MAX_MS, rid))
 
     def _kick(self, obj: dict[str, Any], rid: int | None, op: str) -> Kick:
         return Kick(rid, self._stream(obj, rid), self._user(obj, rid))

@@ -204,13 +204,30 @@ def encode_highlight(comment_id: int) -> bytes:
     return packb({"k": _K_HIGHLIGHT, "id": comment_id})
 
 
-def modes_fields(slow_s: int, followers_min_age_s: int | None, comments_off: bool) -> dict[str, Any]:
-    return {"slow": slow_s, "fo": followers_min_age_s, "off": comments_off}
+def modes_fields(
+    slow_s: int,
+    followers_min_age_s: int | None,
+    comments_off: bool,
+    hold: str | None = None,
+    hold_ms: int = 0,
+) -> dict[str, Any]:
+    """The ``modes`` of a snapshot and event; ``hold`` and ``hold_ms`` (hold for review) when set."""
+    fields: dict[str, Any] = {"slow": slow_s, "fo": followers_min_age_s, "off": comments_off}
+    if hold is not None:
+        fields["hold"] = hold
+        fields["hold_ms"] = hold_ms
+    return fields
 
 
-def encode_modes(slow_s: int, followers_min_age_s: int | None, comments_off: bool) -> bytes:
+def encode_modes(
+    slow_s: int,
+    followers_min_age_s: int | None,
+    comments_off: bool,
+    hold: str | None = None,
+    hold_ms: int = 0,
+) -> bytes:
     fields: dict[str, Any] = {"k": _K_MODES}
-    fields.update(modes_fields(slow_s, followers_min_age_s, comments_off))
+    fields.update(modes_fields(slow_s, followers_min_age_s, comments_off, hold, hold_ms))
     return packb(fields)
 
 

@@ -142,6 +142,17 @@ class SetFollowersOnly:
 
 
 @dataclass(slots=True)
+class SetHold:
+    """Hold for review in a stream: ``mode`` "off", "open" or "closed"; ``ms`` the longest wait
+    (None: the edge's default)."""
+
+    rid: int | None
+    stream: str
+    mode: str
+    ms: int | None
+
+
+@dataclass(slots=True)
 class SetComments:
     rid: int | None
     stream: str
@@ -204,6 +215,7 @@ ModeratorMessage = (
     | SetSlowMode
     | SetFollowersOnly
     | SetComments
+    | SetHold
     | Kick
     | ModQueue
     | Review

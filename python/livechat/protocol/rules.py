@@ -26,6 +26,11 @@ REVIEW_ACTIONS: Final = ("approve", "dismiss")
 # Top comments a ``top`` reply lists (``limit``).
 TOP_LIMIT_DEFAULT: Final = 10
 TOP_LIMIT_MAX: Final = 50
+# Hold for review (``hold``): the modes, and a stream's own bound in ms (under 50 ms no classifier
+# answers; over 2 s the wait outlasts the retro path's 2 s tombstone budget).
+HOLD_MODES: Final = ("off", "open", "closed")
+HOLD_MIN_MS: Final = 50
+HOLD_MAX_MS: Final = 2_000
 HISTORY_LIMIT_MAX: Final = 1000
 HISTORY_LIMIT_DEFAULT: Final = 50
 

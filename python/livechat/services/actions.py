@@ -41,6 +41,7 @@ from livechat.protocol import (
     Review,
     SetComments,
     SetFollowersOnly,
+    SetHold,
     SetSlowMode,
     UnbanUser,
     encode_ban,
@@ -87,6 +88,7 @@ _OPS: Final[dict[type, str]] = {
     SetSlowMode: Op.SLOW,
     SetFollowersOnly: Op.FOLLOWERS_ONLY,
     SetComments: Op.COMMENTS,
+    SetHold: Op.HOLD,
     Kick: Op.KICK,
     ModQueue: Op.QUEUE,
     Review: Op.REVIEW,
@@ -166,6 +168,8 @@ class ModeratorActions:
             await self._set_modes(room, actor, slow_seconds=msg.seconds)
         elif isinstance(msg, SetFollowersOnly):
             await self._set_modes(room, actor, followers_only_min_age_s=msg.min_age_s)
+        elif isinstance(msg, SetHold):
+            await self._set_modes(room, actor, hold=msg.mode, hold_ms=msg.ms or 0)
         else:
             assert isinstance(msg, SetComments)
             await self._set_modes(room, actor, comments_off=not msg.enabled)
@@ -339,13 +343,17 @@ class ModeratorActions:
         self._events.apply(room.stream, encode_pin(payload), local=True)
         self._record(ModAction(room.stream, actor, ModActionKind.PIN, now, target_comment_id=comment_id))
 
-    async def _set_modes(self, room: Room, actor: str, **change: int | bool | None) -> None:
+    async def _set_modes(self, room: Room, actor: str, **change: int | bool | str | None) -> None:
         ctx = self._ctx
         modes = dataclasses.replace(room.modes, **change)  # type: ignore[arg-type]
         await ctx.meta.set_modes(room.stream, modes)
+        # The event carries the hold bound in force (a stream without its own: the edge's default).
+        hold_ms = modes.hold_ms or ctx.config.moderation.hold_ms
         self._events.apply(
             room.stream,
-            encode_modes(modes.slow_seconds, modes.followers_only_min_age_s, modes.comments_off),
+            encode_modes(
+                modes.slow_seconds, modes.followers_only_min_age_s, modes.comments_off, modes.hold, hold_ms
+            ),
             local=True,
         )
         self._record(

@@ -35,6 +35,7 @@ from livechat.protocol import (
 from livechat.services.context import ChatContext
 from livechat.services.limits import Budget
 from livechat.services.moderation import STRIKES
+from livechat.services.moderation.hold import default_policy, in_force
 from livechat.services.room import Room
 from livechat.services.sessions import Member, Session, member_for
 
@@ -149,6 +150,7 @@ class Membership:
         engagement = ctx.engagement.snapshot(stream, [cid for cid, _ in recent])
         tier = ctx.sampler.tier(stream, ctx.clock.monotonic())
         modes = room.modes
+        hold = in_force(room.hold, default_policy(ctx.config.moderation))
         fields: dict[str, Any] = {
             "t": "snapshot",
             "s": stream,
@@ -159,7 +161,13 @@ class Membership:
             StateKey.COUNTS.value: engagement[StateKey.COUNTS],
             StateKey.REACTIONS.value: engagement[StateKey.REACTIONS],
             StateKey.LIKES.value: engagement[StateKey.LIKES],
-            "modes": modes_fields(modes.slow_seconds, modes.followers_only_min_age_s, modes.comments_off),
+            "modes": modes_fields(
+                modes.slow_seconds,
+                modes.followers_only_min_age_s,
+                modes.comments_off,
+                hold.mode.value if hold.held else None,  # "off" is left out
+                hold.bound_ms,
+            ),
             StateKey.TIER.value: tier_fields(tier.level, tier.keep_ppm, tier.rate),
             "last": room.recent.newest_id(),
         }

@@ -25,13 +25,17 @@ EVENT_ACTOR: Final = "remote-edge"
 
 
 def modes_from(current: RoomModes, event: dict[str, Any]) -> RoomModes:
-    """``current`` with the fields a ``modes`` event carries."""
-    return dataclasses.replace(
+    """``current`` with the fields a ``modes`` event carries (hold for review only when it does)."""
+    modes = dataclasses.replace(
         current,
         slow_seconds=int(event["slow"]),
         followers_only_min_age_s=event["fo"],
         comments_off=bool(event["off"]),
     )
+    hold = event.get("hold")
+    if isinstance(hold, str):
+        modes = dataclasses.replace(modes, hold=hold, hold_ms=int(event.get("hold_ms") or 0))
+    return modes
 
 
 def pin_from(stream: str, comment: dict[str, Any], now: float) -> Pin:

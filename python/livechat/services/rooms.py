@@ -20,6 +20,7 @@ from livechat.ports.history import HistoryStore
 from livechat.ports.log_follower import LogFollower, LogHandler
 from livechat.ports.meta import GLOBAL_STREAM, MetaStore
 from livechat.services.clock import Clock
+from livechat.services.moderation.hold import policy_of
 from livechat.services.room import HIGHLIGHTS_KEPT, Room, ban_in_force
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class RoomDirectory:
             first_id_at(int(now * 1000)),
         )
         room.modes = await meta.get_modes(stream)
+        room.hold = policy_of(room.modes)
         room.pin = await meta.get_pin(stream, now)
         room.highlights.extend(await meta.list_highlights(stream, HIGHLIGHTS_KEPT))
         for ban in await meta.list_bans(stream, now):

@@ -9,6 +9,9 @@
 import config from "./livechat-config.js";
 import { ERROR, LiveChatClient, OP, STATE } from "./livechat-client.js";
 
+// The page's tabs (data-tab of each tab button in index.html).
+const TAB = Object.freeze({ LIVE: "live", TOP: "top" });
+
 const $ = (id) => document.getElementById(id);
 const MODERATOR_ROLES = new Set(["moderator", "broadcaster"]);
 const TIMEOUT_SECONDS = 600;
@@ -95,7 +98,7 @@ class ChatPage {
     this.likeCounts = new Map();
     this.following = false;
     this.commentsOff = false;
-    this.tab = "live";
+    this.tab = TAB.LIVE;
     this.topTimer = null;
     this.queueTimer = null;
     this.queueReports = [];
@@ -195,7 +198,7 @@ class ChatPage {
     } catch (err) {
       this.showError(this.describe(err));
     }
-    if (this.tab === "top") this.showTab("top");
+    if (this.tab === TAB.TOP) this.showTab(TAB.TOP);
   }
 
   listen(client) {
@@ -539,7 +542,7 @@ class ChatPage {
     }
     clearInterval(this.topTimer);
     this.topTimer = null;
-    if (name === "top" && this.client) {
+    if (name === TAB.TOP && this.client) {
       this.loadTop();
       this.topTimer = setInterval(() => this.loadTop(), TOP_REFRESH_MS);
     }
@@ -556,10 +559,10 @@ class ChatPage {
 
   async loadTop() {
     const client = this.client;
-    if (!client || !client.connected || document.hidden || this.tab !== "top") return;
+    if (!client || !client.connected || document.hidden || this.tab !== TAB.TOP) return;
     try {
       const reply = await client.top(this.stream, { limit: TOP_LIMIT });
-      if (client !== this.client || this.tab !== "top") return;
+      if (client !== this.client || this.tab !== TAB.TOP) return;
       this.renderTop(reply.items || [], reply.scores || []);
     } catch (err) {
       if (client === this.client) this.showError(this.describe(err));
@@ -589,7 +592,7 @@ class ChatPage {
   }
 
   refreshShown() {
-    if (this.tab === "top") this.loadTop();
+    if (this.tab === TAB.TOP) this.loadTop();
     if (this.queueTimer !== null) this.loadQueue();
   }
 

@@ -87,6 +87,7 @@ export const OP = Object.freeze({
   SLOW: "slow",
   FOLLOWERS_ONLY: "followers_only",
   COMMENTS: "comments",
+  HOLD: "hold",
   KICK: "kick",
   QUEUE: "queue",
   REVIEW: "review",

@@ -25,14 +25,11 @@ from enum import StrEnum
 from typing import Any, Final
 
 from livechat.config import ModerationConfig
+from livechat.ports.meta import RoomModes
 from livechat.services.moderation.pipeline import Decision, ModerationPipeline, Verdict
 
 #: The ``notice`` code that tells an author their comment was held back (fail-closed).
 HELD_NOTICE: Final = "held"
-#: The shortest and longest per-stream bound: under 50 ms no classifier answers; over 2 s the wait
-#: is longer than the tombstone budget the retro path keeps.
-HOLD_MIN_MS: Final = 50
-HOLD_MAX_MS: Final = 2_000
 #: The bound when neither the stream nor the event names one (``chat.moderation.hold_ms``'s default).
 HOLD_DEFAULT_MS: Final = 300
 
@@ -66,6 +63,13 @@ class HoldPolicy:
 def default_policy(config: ModerationConfig) -> HoldPolicy:
     """The edge's setting for streams that set none (``chat.moderation.hold``, ``hold_ms``)."""
     return HoldPolicy(HoldMode(config.hold), config.hold_ms)
+
+
+def policy_of(modes: RoomModes) -> HoldPolicy | None:
+    """The stream's stored setting (``bound_ms`` 0: the edge's); None when it never set one."""
+    if modes.hold is None:
+        return None
+    return HoldPolicy(HoldMode(modes.hold), modes.hold_ms)
 
 
 def in_force(stream: HoldPolicy | None, default: HoldPolicy) -> HoldPolicy:
