@@ -97,6 +97,14 @@ def rss_drift(samples: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+AUDIT_HISTORY_BUDGET: Final = (
+    "--set",
+    "chat.limits.history_pages_per_minute=1200",
+    "--set",
+    "chat.limits.history_pages_per_minute_per_user=1200",
+)
+
+
 class FaultCluster:
     """Three edges and a persist worker. Every service link through Toxiproxy, or, with
     ``redis_cluster``, the services directly and Redis as that private Redis Cluster (the
@@ -117,7 +125,9 @@ class FaultCluster:
     async def start(self) -> None:
         await self.cluster.create()
         for index in range(EDGES):
-            self.cluster.edge(f"e{index}")
+            # The audit pages a stream's whole history through an edge (a soak's is ~180 pages a
+            # stream, the budget 60 a minute); history budgets are not what this suite tests.
+            self.cluster.edge(f"e{index}", *AUDIT_HISTORY_BUDGET)
         self.persist = self.cluster.persist_worker()
 
     @property
