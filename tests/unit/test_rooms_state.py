@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from chat_harness import RecordingOutbox
+from hypothesis import given
+from hypothesis import strategies as st
 from livechat.config import RoomConfig
 from livechat.protocol import StateKey
 from livechat.services.engagement import Engagement
@@ -87,3 +89,25 @@ def test_recent_buffer_recovers_what_arrived_after_the_last_seen_id() -> None:
     assert buf.after(25, 10) == [bytes([30]), bytes([40])]  # unknown id: newer ids
     buf.remove(30)
     assert buf.after(30, 10) == [bytes([20]), bytes([40])]  # a deleted comment still marks a place
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=60), min_size=1, max_size=120),
+    st.integers(min_value=1, max_value=12),
+)
+def test_out_of_order_appends_keep_the_newest_in_id_order(ids: list[int], capacity: int) -> None:
+    """Appends slotted in from the end agree with a sorted model: the newest ``capacity`` ids
+    kept in order, and ``floor`` the newest one evicted."""
+    buf = RecentBuffer(capacity, floor=0)
+    kept: set[int] = set()
+    floor = 0
+    for cid in ids:
+        buf.append(cid, "u", str(cid).encode())
+        kept.add(cid)
+        if len(kept) > capacity:
+            oldest = min(kept)
+            kept.discard(oldest)
+            floor = max(floor, oldest)
+    assert [cid for cid, _ in buf.latest(capacity)] == sorted(kept)
+    assert buf.newest_id() == max(kept)
+    assert buf.floor == floor

@@ -50,9 +50,19 @@ class RecentBuffer:
 
     def append(self, comment_id: int, user_id: str, payload: bytes) -> None:
         items = self._items
-        if items and self._ordered and comment_id < next(reversed(items)):
-            self._ordered = False
-        items[comment_id] = (user_id, payload)
+        if items and comment_id not in items and comment_id < next(reversed(items)):
+            # Minted before comments that reached the log first (another edge's append was faster):
+            # slot it in from the end, usually a few places back. A full sort of the buffer here
+            # cost every such append ~500 entries' work, and with several posting edges that is
+            # most appends.
+            newer = []
+            while items and next(reversed(items)) > comment_id:
+                newer.append(items.popitem())
+            items[comment_id] = (user_id, payload)
+            for cid, value in reversed(newer):
+                items[cid] = value
+        else:
+            items[comment_id] = (user_id, payload)
         self._arrive(comment_id)
         if len(items) > self._capacity:
             self._order()
