@@ -379,8 +379,12 @@ async def test_follow_and_the_moderation_queue_through_the_client(serve: ServePr
         with pytest.raises(ServerError) as refused:
             await fan.post(s, "hi")
         assert refused.value.code == "followers_only"
+        assert (await fan.join(s)).follow_since is None
         await fan.follow(s)
         await fan.follow(s)  # again: harmless, the first follow time is kept
+        # The join's snapshot says so (the page's follow button reads it after a reload).
+        since = (await fan.join(s)).follow_since
+        assert since is not None and abs(since - time.time()) < 60
         kept = await fan.post(s, "I follow, keep me")
         rude = await fan.post(s, "I follow, remove me")
         await fan.unfollow(s)

@@ -206,6 +206,8 @@ class Snapshot:
     gap: bool = False
     missed: tuple[Comment, ...] = ()
     deleted: tuple[int, ...] = ()
+    #: Since when this user follows the channel (epoch seconds); None: not following (or unknown).
+    follow_since: float | None = None
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> Snapshot:
@@ -228,6 +230,7 @@ class Snapshot:
             gap=bool(raw.get("gap")),
             missed=tuple(Comment.from_wire(stream, c, "missed") for c in missed),
             deleted=tuple(int(i) for i in raw.get("del") or []),
+            follow_since=float(raw["fl"]) if raw.get("fl") is not None else None,
         )
 
 

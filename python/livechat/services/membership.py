@@ -170,6 +170,9 @@ class Membership:
             ),
             StateKey.TIER.value: tier_fields(tier.level, tier.keep_ppm, tier.rate),
             "last": room.recent.newest_id(),
+            # Since when this user follows the channel (wall-clock seconds), nil when not (or when
+            # the stored follows could not be read at this join).
+            "fl": member.follow_since,
         }
         if msg.last_id is not None:
             missed, deleted = await self._recover(room, msg.last_id)

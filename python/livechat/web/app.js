@@ -243,6 +243,8 @@ class ChatPage {
     this.topList.classList.toggle("can-moderate", moderator);
     // Following your own channel means nothing.
     $("follow").hidden = !this.client.userId || snap.role === "broadcaster";
+    // The server says whether this user follows (fl: since when, or null), so a reload shows it.
+    this.setFollowing(snap.fl !== undefined && snap.fl !== null);
     if (moderator) this.startQueue();
     else this.stopQueue();
     if (snap.gap !== undefined && !snap.gap) {
