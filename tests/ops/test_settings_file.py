@@ -241,3 +241,12 @@ def test_example_file_covers_every_key_and_loads() -> None:
     config = resolve(example, env={}).config
     assert config == LiveChatConfig()
     assert problems(config) == []
+
+
+def test_hold_ms_outside_what_the_hold_op_accepts_is_a_problem(tmp_path: Path) -> None:
+    for value, ok in ((49, False), (50, True), (2000, True), (2001, False)):
+        path = write(tmp_path, f"[chat.moderation]\nhold_ms = {value}\n")
+        found = problems(resolve(path, env={}).config)
+        assert (found == []) is ok, (value, found)
+        if not ok:
+            assert found == [f"chat.moderation.hold_ms = {value}: 50..2000 (the range the hold op accepts)"]

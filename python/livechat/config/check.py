@@ -71,6 +71,7 @@ def _edge(config: LiveChatConfig) -> Iterator[str]:
 
 def _chat(config: LiveChatConfig) -> Iterator[str]:
     from livechat.auth import TokenVerifier
+    from livechat.protocol.rules import HOLD_MAX_MS, HOLD_MIN_MS
     from livechat.services.clock import SystemClock
     from livechat.services.moderation import CircuitBreaker
     from livechat.services.sampling import Sampler
@@ -94,6 +95,11 @@ def _chat(config: LiveChatConfig) -> Iterator[str]:
         yield f"chat.moderation: {exc}"
     if moderation.flag_score > moderation.reject_score:
         yield "chat.moderation: flag_score is above reject_score (nothing would ever be flagged)"
+    if not HOLD_MIN_MS <= moderation.hold_ms <= HOLD_MAX_MS:
+        yield (
+            f"chat.moderation.hold_ms = {moderation.hold_ms}: {HOLD_MIN_MS}..{HOLD_MAX_MS} "
+            "(the range the hold op accepts)"
+        )
     url = moderation.classifier_url
     if url is not None and not url.startswith(("http://", "https://")):
         yield f"chat.moderation.classifier_url = {url!r}: must be an http:// or https:// URL"
