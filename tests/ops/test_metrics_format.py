@@ -19,7 +19,15 @@ CHAT_STATS = {
     "rooms": 1,
     "joins": 3,
     "auth_refused": {},
-    "comments": {"accepted": 5, "duplicates": 1, "sampled_out": 0, "shadowed": 0, "rejected": 1},
+    "comments": {
+        "accepted": 5,
+        "duplicates": 1,
+        "sampled_out": 0,
+        "shadowed": 0,
+        "rejected": 1,
+        "reply_unknown": 2,
+    },
+    "hold": {"held": 3, "released": 2},
     "comments_pending": 0,
     "posts_refused": {"rejected": 1, "some_future_code": 2},
     "errors_sent": {"rejected": 1, "bad_field": 4},
@@ -84,6 +92,9 @@ def test_full_page_parses_and_escapes_labels() -> None:
     m = parse_metrics(text)
     assert m.value("livechat_connections", thread="0") == 2
     assert m.value("livechat_ticks_total") == 4
+    assert m.value("livechat_comments_reply_unknown_total") == 2
+    assert m.value("livechat_hold_comments_total", outcome="held") == 3
+    assert m.value("livechat_hold_comments_total", outcome="no_verdict") == 0  # written before it happens
     assert m.types["livechat_edge_new_thing"] == "unknown"  # a counter the core added later
     # Only the busiest stream (stream_series=1), its awkward name escaped and read back intact.
     assert m.labelled("livechat_sampling_tier", "stream") == {'we"ird\\stream\n': 2}

@@ -237,6 +237,7 @@ class ChatService:
             "auth_refused": dict(self.auth_refused),
             "comments": dict(self._comments.counters),
             "comments_pending": self._comments.pending,
+            "hold": self._comments.hold_counters,
             "posts_refused": dict(ctx.posts_refused),
             "errors_sent": dict(ctx.errors_sent),
             "moderation": dict(ctx.moderation.counters),

@@ -23,8 +23,10 @@ class ChatStats(TypedDict):
     joins: int
     # Connections refused at open, by error code (``auth_required``…).
     auth_refused: Mapping[str, int]
-    # accepted, duplicates, sampled_out, shadowed, rejected (``services.comments``).
+    # accepted, duplicates, sampled_out, shadowed, rejected, reply_unknown (``services.comments``).
     comments: Mapping[str, int]
+    # Hold for review: held, released, blocked, held_back, no_verdict (``moderation.hold``).
+    hold: Mapping[str, int]
     # Admitted comments waiting for storage.
     comments_pending: int
     # Posts refused, by the error code the author got; every error reply, by code.

@@ -39,6 +39,10 @@ AUTH_REFUSALS: Final = (
 )
 
 
+#: Every outcome of hold for review, written as 0 before it happens (``moderation.hold``).
+HOLD_OUTCOMES: Final = ("held", "released", "blocked", "held_back", "no_verdict")
+
+
 def chat_families(stats: ChatStats, stream_series: int) -> Iterator[Metric]:
     comments, moderation = stats["comments"], stats["moderation"]
     yield gauge("livechat_sessions", "Authenticated connections (chat sessions).", stats["sessions"])
@@ -81,6 +85,21 @@ def chat_families(stats: ChatStats, stream_series: int) -> Iterator[Metric]:
         "livechat_comments_shadowed_total",
         "Comments of shadow-banned authors (shown to the author only).",
         comments["shadowed"],
+    )
+    yield counter(
+        "livechat_comments_reply_unknown_total",
+        "Replies refused because the comment replied to does not exist (not_found, field reply_to).",
+        comments["reply_unknown"],
+    )
+    yield labelled(
+        CounterMetricFamily(
+            "livechat_hold_comments_total",
+            "Hold for review: comments held for the classifier, then released, blocked, held back "
+            "(fail-closed, no verdict), and held comments judged without a verdict in time.",
+            labels=["outcome"],
+        ),
+        stats["hold"],
+        HOLD_OUTCOMES,
     )
     yield gauge(
         "livechat_comments_pending",
