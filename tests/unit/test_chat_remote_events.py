@@ -229,3 +229,29 @@ async def test_a_registry_failure_keeps_the_deltas_for_the_next_flush(
     rx = a.outbox.state_value("s1", "rx")
     assert (rx["heart"], rx["sad"]) == (2, 1)
     assert a.outbox.state_value("s1", "n") == {"c": 0, "v": 1, "u": 1}
+
+
+async def test_a_remote_sampled_out_reply_reaches_the_replied_to_viewer(
+    edges: tuple[Harness, Harness],
+) -> None:
+    """Ranked tiers: a reply another edge sampled out is sent straight to the author it answers,
+    wherever they are connected (and to nobody else here but its own author)."""
+    from livechat.protocol import packb
+    from livechat.services.fanout import TAG_SAMPLED
+
+    a, b = edges
+    ann, other = a.connect("ann"), a.connect("other")
+    bob = b.connect("bob")
+    for conn in (ann, other):
+        await a.join(conn)
+    await b.join(bob)
+    parent = (await a.post(ann, "what do you think?"))["id"]
+    await settle(a, b)
+    reply = {"k": "c", "id": parent + 1, "u": "bob", "n": "bob", "x": "I agree", "ts": 0, "r": parent}
+    a.outbox.take(ann)
+    a.outbox.take(other)
+    a.chat.remote.on_message("s1", bytes((TAG_SAMPLED,)) + packb(reply))
+    direct = [e["id"] for m in a.outbox.take(ann) if m["t"] == "ev" for e in m["e"]]
+    assert direct == [parent + 1]
+    assert [m for m in a.outbox.take(other) if m["t"] == "ev"] == []
+    assert parent + 1 not in {e["id"] for e in a.outbox.events("s1")}

@@ -60,12 +60,13 @@ async def store_remote(ctx: ChatContext, stream: str, event: dict[str, Any]) -> 
 class RemoteEvents:
     """The Broker handler: other edges' comments and room events, applied on this edge."""
 
-    __slots__ = ("_ctx", "_events", "_recent_buffer", "_tail")
+    __slots__ = ("_ctx", "_events", "_ranked", "_recent_buffer", "_tail")
 
     def __init__(self, ctx: ChatContext, events: RoomEvents) -> None:
         self._ctx = ctx
         self._events = events
         self._recent_buffer = ctx.config.rooms.recent_buffer
+        self._ranked = ctx.config.sampling.ranked
         # The last priority event being applied (they run in arrival order).
         self._tail: asyncio.Task[None] | None = None
 
@@ -98,6 +99,13 @@ class RemoteEvents:
         mentions = event.get("m")
         if isinstance(mentions, list):
             targets.extend(ctx.sessions.mentioned_conns([str(m) for m in mentions], stream))
+        parent_id = event.get("r")
+        if isinstance(parent_id, int) and self._ranked:
+            # Ranked tiers tell the replied-to viewer directly, on every edge (as on the posting one).
+            room = ctx.rooms.get(stream)
+            parent = room.recent.get(parent_id) if room is not None else None
+            if parent is not None:
+                targets.extend(ctx.sessions.conns_in(str(unpackb(parent).get("u", "")), stream))
         if targets:
             ctx.outbox.send_many(sorted(set(targets)), encode_direct(stream, [event_bytes]))
 
