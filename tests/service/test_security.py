@@ -213,3 +213,35 @@ def test_the_js_client_refreshes_ahead_of_expiry(serve: ServeProcess, tmp_path: 
     # Never closed 4003 in 6 s of 3 s tokens: each was refreshed in time.
     assert (result["reconnects"], result["connected"]) == (0, True), result
     assert result["issued"] >= 3, result
+
+
+async def test_stored_roles_on_postgresql_protect_the_offline_broadcaster_and_moderator(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The same rule with the roles in PostgreSQL (the cluster's MetaStore), a real server."""
+    from tests.contract.backend_postgres import fresh_url
+
+    url = fresh_url("meta", request, tmp_path)
+    meta = await open_meta(url)
+    try:
+        await meta.upsert_stream(StreamInfo(OWNED, owner_id="caster"))
+        await meta.set_role(OWNED, "mod2", Role.MODERATOR)
+    finally:
+        await meta.aclose()
+    serve = ServeProcess(tmp_path / "data", "--set", f"backends.meta={url}").start()
+    try:
+        mod = await serve.client("mod1", streams={OWNED: "moderator"})
+        await mod.join(OWNED)
+        for target in ("caster", "mod2"):
+            reply = await mod.call("ban", stream=OWNED, user=target)
+            assert (reply["t"], reply.get("code")) == ("err", "forbidden"), (target, reply)
+        assert (await mod.call("ban", stream=OWNED, user="troll"))["t"] == "ok"
+        # The ban went to PostgreSQL, where every edge of a cluster reads it.
+        meta = await open_meta(url)
+        try:
+            assert await meta.get_ban(OWNED, "troll") is not None
+        finally:
+            await meta.aclose()
+    finally:
+        assert serve.stop() == 0
+    serve.assert_no_tracebacks()
