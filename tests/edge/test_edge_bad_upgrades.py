@@ -42,6 +42,7 @@ async def exchange(port: int, request: bytes, timeout: float = TIMEOUT) -> tuple
     return response, body
 
 
+THREE_MB = 3 * 1024 * 1024
 BIG_HEADER = [("X-Padding", "p" * (MAX_REQUEST + 100))]
 TLS_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40) + b"\r\n\r\n"
 ENDLESS = b"GET / HTTP/1.1\r\nHost: edge.test\r\nX-Long: " + b"a" * (MAX_REQUEST + 10)
@@ -67,6 +68,14 @@ CASES: list[tuple[str, bytes, int, tuple[str, str] | None]] = [
     ("oversize-header", upgrade_request(extra=BIG_HEADER), 431, None),
     ("too-many-headers", upgrade_request(extra=[(f"X-H{i}", "v") for i in range(60)]), 431, None),
     ("endless-header", ENDLESS, 431, None),
+    # A 3 MB token: the answer is the documented 431, not a connection reset mid-upload.
+    ("3mb-token-in-query", upgrade_request("/live?token=" + "t" * THREE_MB), 431, None),
+    (
+        "3mb-authorization",
+        upgrade_request("/live", extra=[("Authorization", "Bearer " + "t" * THREE_MB)]),
+        431,
+        None,
+    ),
 ]
 PARAMS, IDS = [c[1:] for c in CASES], [c[0] for c in CASES]
 
