@@ -56,11 +56,11 @@ for t in "${targets[@]}"; do
         echo "fuzz: $t FAILED, see $PWD/$log" >&2
         grep -E "panicked|SUMMARY|Test unit written" "$log" | head -5 >&2 || true
     fi
-    rows+=("$(printf '| %-9s | %5ss | %12s | %7s | %6s | %s |' "$t" "$seconds" "${execs:-?}" "${rate:-?}" "$corpus" "$crashes")")
+    rows+=("$(printf '| %-9s | %5s | %12s | %7s | %6s | %s |' "$t" "${seconds}s" "${execs:-?}" "${rate:-?}" "$corpus" "$crashes")")
 done
 
 echo
-echo "| target    |  time | executions   | exec/s  | corpus | crashes |"
+echo "| target    |  time |   executions |  exec/s | corpus | crashes |"
 echo "|-----------|-------|--------------|---------|--------|---------|"
 printf '%s\n' "${rows[@]}"
 echo

@@ -110,7 +110,7 @@ def inflate() -> dict[str, bytes]:
     return {
         "hello-64k": bytes([0x04, 0]) + hello,
         "hello-prefix-125": bytes([0x12, 0]) + hello,
-        "bomb-1m": bytes([0x07, 0]) + bomb,
+        "bomb-256k": bytes([0x07, 0]) + bomb,
         "bomb-64k": bytes([0x05, 0]) + bomb,
         "stored-1000": bytes([0x03, 0]) + stored,
         "corrupt": bytes([0x04, 0]) + b"\xff\xff\xff",
