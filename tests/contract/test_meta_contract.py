@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 from livechat.backends import open_meta
@@ -23,6 +25,7 @@ from livechat.ports import (
     UserInfo,
     UserReport,
 )
+from livechat.ports.meta import EngagementTotals
 
 NOW = 1_750_000_000.0
 
@@ -263,6 +266,38 @@ async def test_reputation_counters_are_atomic(meta: MetaStore) -> None:
     assert rep.counters == {"accepted": 100, "rejected": 2}
 
 
+async def test_engagement_adds_deltas_and_reads_totals(meta: MetaStore) -> None:
+    assert await meta.engagement("s") == EngagementTotals({}, 0, {})
+    await meta.add_engagement("s", {"heart": 3, "fire": 1}, 5, {101: 2, 102: 1})
+    await meta.add_engagement("s", {"heart": 2, "fire": 0}, -1, {101: -1, 103: 4})
+    await meta.add_engagement("s", {}, 0, {})  # nothing to add: a no-op
+    await meta.add_engagement("other", {"heart": 7}, 9, {101: 9})  # same comment id, other stream
+    totals = await meta.engagement("s")
+    assert totals == EngagementTotals({"heart": 5, "fire": 1}, 4, {101: 1, 102: 1, 103: 4})
+    assert (await meta.engagement("s", [101, 103, 999])).likes == {101: 1, 103: 4}
+    assert (await meta.engagement("s", [])).likes == {}
+    # Comment ids are 64-bit (a millisecond timestamp above a node and sequence).
+    big = (1 << 62) + 12345
+    await meta.add_engagement("s", {}, 0, {big: 1})
+    assert (await meta.engagement("s", [big])).likes == {big: 1}
+    # Many ids in one read (above SQLite's parameter cap, were they parameters).
+    many = {i: 1 for i in range(1, 40_001)}
+    await meta.add_engagement("bulk", {}, 0, many)
+    assert (await meta.engagement("bulk", list(many))).likes == many
+
+
+async def test_engagement_adds_from_many_writers_sum(meta_url: str) -> None:
+    """Two edges adding at once: nothing is overwritten, every delta counts once."""
+    a, b = await open_meta(meta_url), await open_meta(meta_url)
+    try:
+        adds = [s.add_engagement("s", {"heart": 1}, 1, {7: 1}) for s in (a, b) for _ in range(40)]
+        await asyncio.gather(*adds)
+        assert await b.engagement("s", [7]) == EngagementTotals({"heart": 80}, 80, {7: 80})
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
 async def test_two_stores_on_one_url_act_as_one(meta_url: str) -> None:
     """Two edges on one store: counters add up and a flag resolves once across both."""
     a, b = await open_meta(meta_url), await open_meta(meta_url)
@@ -293,6 +328,7 @@ async def test_everything_survives_reopen(meta_url: str) -> None:
     action_id = await store.record_action(ModAction("s", "mod", ModActionKind.SET_MODES, NOW))
     await store.bump_reputation("fan", "accepted", 4)
     await store.add_highlight("s", 42)
+    await store.add_engagement("s", {"clap": 2}, 3, {42: 1})
     await store.aclose()
 
     store = await open_meta(meta_url)
@@ -305,6 +341,7 @@ async def test_everything_survives_reopen(meta_url: str) -> None:
         assert [a.action_id for a in await store.list_actions("s", 5)] == [action_id]
         assert (await store.get_reputation("fan")).get("accepted") == 4
         assert await store.list_highlights("s", 5) == [42]
+        assert await store.engagement("s", [42]) == EngagementTotals({"clap": 2}, 3, {42: 1})
         assert await store.record_action(ModAction("s", "mod", ModActionKind.PIN, NOW)) > action_id
     finally:
         await store.aclose()
@@ -316,3 +353,32 @@ async def test_closed_store_refuses_calls(meta_url: str) -> None:
     await store.aclose()
     with pytest.raises(ClosedError):
         await store.get_modes("s")
+
+
+async def test_sqlite_schema_3_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A file written by schema 3 (before engagement totals) opens, gains the tables, keeps its rows."""
+    path = tmp_path / "v3.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """CREATE TABLE lc_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL);
+           INSERT INTO lc_schema VALUES ('meta', 3);
+           CREATE TABLE highlights (
+               seq INTEGER PRIMARY KEY AUTOINCREMENT, stream_id TEXT NOT NULL, comment_id INTEGER NOT NULL,
+               highlighted_at REAL NOT NULL);
+           INSERT INTO highlights (stream_id, comment_id, highlighted_at) VALUES ('s', 42, 1.0);"""
+    )
+    conn.commit()
+    conn.close()
+    store = await open_meta(f"sqlite://{path}")
+    try:
+        assert await store.list_highlights("s", 5) == [42]
+        assert await store.engagement("s") == EngagementTotals({}, 0, {})
+        await store.add_engagement("s", {"heart": 1}, 1, {42: 1})
+        assert await store.engagement("s") == EngagementTotals({"heart": 1}, 1, {42: 1})
+    finally:
+        await store.aclose()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT version FROM lc_schema WHERE component = 'meta'").fetchone() == (4,)
+    finally:
+        conn.close()

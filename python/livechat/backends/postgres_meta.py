@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -45,6 +45,7 @@ from livechat.ports.meta import (
     GLOBAL_STREAM,
     NAME_CANDIDATES,
     Ban,
+    EngagementTotals,
     FlaggedComment,
     FlagStatus,
     ModAction,
@@ -644,6 +645,61 @@ class PostgresMetaStore:
     async def get_reputation(self, user_id: str) -> Reputation:
         rows = await self._fetch("SELECT counter, value FROM reputation WHERE user_id = $1", user_id)
         return Reputation(user_id, {name: int(value) for name, value in rows})
+
+    # -- engagement ----------------------------------------------------------------------------
+    async def add_engagement(
+        self, stream_id: str, reactions: Mapping[str, int], comments: int, likes: Mapping[int, int]
+    ) -> None:
+        rx = [(emoji, delta) for emoji, delta in reactions.items() if delta]
+        liked = [(cid, delta) for cid, delta in likes.items() if delta]
+        if not (comments or rx or liked):
+            return
+        # One statement, so one transaction: every data-modifying CTE runs, all or nothing. Not
+        # retried (whether it committed is unknown): a caller retrying it knows the risk.
+        await self._execute(
+            """WITH c AS (
+                   INSERT INTO stream_counts AS s (stream_id, comments)
+                   SELECT $1::text, $2::bigint WHERE $2::bigint <> 0
+                   ON CONFLICT (stream_id) DO UPDATE SET comments = s.comments + EXCLUDED.comments),
+               r AS (
+                   INSERT INTO stream_reactions AS s (stream_id, emoji, total)
+                   SELECT $1, e, d FROM unnest($3::text[], $4::bigint[]) AS t (e, d)
+                   ON CONFLICT (stream_id, emoji) DO UPDATE SET total = s.total + EXCLUDED.total),
+               l AS (
+                   INSERT INTO comment_likes AS s (stream_id, comment_id, likes)
+                   SELECT $1, i, d FROM unnest($5::bigint[], $6::bigint[]) AS t (i, d)
+                   ON CONFLICT (stream_id, comment_id) DO UPDATE SET likes = s.likes + EXCLUDED.likes)
+               SELECT 1""",
+            stream_id,
+            comments,
+            [e for e, _ in rx],
+            [d for _, d in rx],
+            [i for i, _ in liked],
+            [d for _, d in liked],
+        )
+
+    async def engagement(self, stream_id: str, like_ids: Sequence[int] | None = None) -> EngagementTotals:
+        # One statement: the three tables read at one point in time.
+        rows = await self._fetch(
+            """SELECT 'c', NULL::text, NULL::bigint, comments FROM stream_counts WHERE stream_id = $1
+               UNION ALL
+               SELECT 'r', emoji, NULL, total FROM stream_reactions WHERE stream_id = $1
+               UNION ALL
+               SELECT 'l', NULL, comment_id, likes FROM comment_likes
+               WHERE stream_id = $1 AND ($2::bigint[] IS NULL OR comment_id = ANY ($2::bigint[]))""",
+            stream_id,
+            None if like_ids is None else [int(cid) for cid in like_ids],
+        )
+        totals = EngagementTotals({}, 0, {})
+        comments = 0
+        for kind, emoji, comment_id, value in rows:
+            if kind == "c":
+                comments = int(value)
+            elif kind == "r":
+                totals.reactions[emoji] = int(value)
+            else:
+                totals.likes[int(comment_id)] = int(value)
+        return totals._replace(comments=comments)
 
     # -- housekeeping --------------------------------------------------------------------------
     async def purge_expired(self, now: float | None = None) -> int:

@@ -3,7 +3,9 @@ group-commit worker (``livechat.backends.sqlite``)."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from livechat.backends.sqlite import (
@@ -18,6 +20,7 @@ from livechat.ports.meta import (
     GLOBAL_STREAM,
     NAME_CANDIDATES,
     Ban,
+    EngagementTotals,
     FlaggedComment,
     FlagStatus,
     ModAction,
@@ -87,13 +90,24 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS reputation (
         user_id TEXT NOT NULL, counter TEXT NOT NULL, value INTEGER NOT NULL,
         PRIMARY KEY (user_id, counter)) WITHOUT ROWID""",
+    # Engagement totals (``add_engagement``): survive restarts and idle rooms being dropped.
+    """CREATE TABLE IF NOT EXISTS stream_counts (
+        stream_id TEXT PRIMARY KEY, comments INTEGER NOT NULL) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS stream_reactions (
+        stream_id TEXT NOT NULL, emoji TEXT NOT NULL, total INTEGER NOT NULL,
+        PRIMARY KEY (stream_id, emoji)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS comment_likes (
+        stream_id TEXT NOT NULL, comment_id INTEGER NOT NULL, likes INTEGER NOT NULL,
+        PRIMARY KEY (stream_id, comment_id)) WITHOUT ROWID""",
 )
 
 # 2: highlights (every statement above is IF NOT EXISTS, so a version-1 file gains the table on open).
 # The users_by_*_key indexes came later without a bump: older code reads a file that has them.
 # 3: room_modes.hold_seconds (never used) became hold_ms, and hold (the mode) was added
 # (``_upgrade_room_modes``).
-_SCHEMA_VERSION = 3
+# 4: stream_counts, stream_reactions, comment_likes (engagement totals; new tables only, so a
+# version-3 file gains them on open).
+_SCHEMA_VERSION = 4
 _ROLE_RANK = {Role.VIEWER: 0, Role.MODERATOR: 1, Role.BROADCASTER: 2}
 _BAN_COLUMNS = "stream_id, user_id, banned_by, reason, created_at, expires_at"
 _ACTION_COLUMNS = (
@@ -518,6 +532,63 @@ class SqliteMetaStore:
     async def get_reputation(self, user_id: str) -> Reputation:
         rows = await self._all("SELECT counter, value FROM reputation WHERE user_id = ?", (user_id,))
         return Reputation(user_id, {name: int(value) for name, value in rows})
+
+    # -- engagement ----------------------------------------------------------------------------
+    async def add_engagement(
+        self, stream_id: str, reactions: Mapping[str, int], comments: int, likes: Mapping[int, int]
+    ) -> None:
+        self._check_open()
+        rx_rows = [(stream_id, emoji, delta) for emoji, delta in reactions.items() if delta]
+        like_rows = [(stream_id, cid, delta) for cid, delta in likes.items() if delta]
+
+        def run(conn: Connection) -> None:
+            if comments:
+                conn.execute(
+                    """INSERT INTO stream_counts (stream_id, comments) VALUES (?, ?)
+                       ON CONFLICT (stream_id) DO UPDATE SET comments = comments + excluded.comments""",
+                    (stream_id, comments),
+                )
+            conn.executemany(
+                """INSERT INTO stream_reactions (stream_id, emoji, total) VALUES (?, ?, ?)
+                   ON CONFLICT (stream_id, emoji) DO UPDATE SET total = total + excluded.total""",
+                rx_rows,
+            )
+            conn.executemany(
+                """INSERT INTO comment_likes (stream_id, comment_id, likes) VALUES (?, ?, ?)
+                   ON CONFLICT (stream_id, comment_id) DO UPDATE SET likes = likes + excluded.likes""",
+                like_rows,
+            )
+
+        if comments or rx_rows or like_rows:
+            await self._db.write(run)
+
+    async def engagement(self, stream_id: str, like_ids: Sequence[int] | None = None) -> EngagementTotals:
+        self._check_open()
+
+        def run(conn: Connection) -> EngagementTotals:
+            count = conn.execute("SELECT comments FROM stream_counts WHERE stream_id = ?", (stream_id,))
+            row = count.fetchone()
+            rx = conn.execute("SELECT emoji, total FROM stream_reactions WHERE stream_id = ?", (stream_id,))
+            if like_ids is None:
+                liked = conn.execute(
+                    "SELECT comment_id, likes FROM comment_likes WHERE stream_id = ?", (stream_id,)
+                )
+            else:
+                # One parameter however many ids (SQLite caps the number of parameters).
+                liked = conn.execute(
+                    """SELECT comment_id, likes FROM comment_likes WHERE stream_id = ?
+                       AND comment_id IN (SELECT value FROM json_each(?))""",
+                    (stream_id, json.dumps([int(cid) for cid in like_ids])),
+                )
+            return EngagementTotals(
+                {emoji: int(total) for emoji, total in rx},
+                0 if row is None else int(row[0]),
+                {int(cid): int(n) for cid, n in liked},
+            )
+
+        # A read, but in a write transaction: the three SELECTs see one point in time even with
+        # other processes writing the file (``server.workers``).
+        return await self._db.write(run)
 
     # -- housekeeping --------------------------------------------------------------------------
     async def purge_expired(self, now: float | None = None) -> int:

@@ -11,10 +11,10 @@ tests and replays control the clock; None means the current time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 #: ``stream_id`` used for site-wide records (a global ban, a global role).
 GLOBAL_STREAM = "*"
@@ -161,6 +161,17 @@ class Reputation:
 
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
+
+
+class EngagementTotals(NamedTuple):
+    """A stream's stored engagement: what ``MetaStore.engagement`` reads back."""
+
+    # emoji -> reactions ever (only emojis that were ever added).
+    reactions: dict[str, int]
+    # Visible comments (posts minus deletions).
+    comments: int
+    # comment id -> likes (likes minus unlikes), for comments ever liked among those asked for.
+    likes: dict[int, int]
 
 
 #: Rows a store's ``find_user_by_name`` reads: enough to tell one match from several per level.
@@ -338,6 +349,20 @@ class MetaStore(Protocol):
         ...
 
     async def get_reputation(self, user_id: str) -> Reputation: ...
+
+    # -- engagement (reactions, comment count, likes) ------------------------------------------
+    async def add_engagement(
+        self, stream_id: str, reactions: Mapping[str, int], comments: int, likes: Mapping[int, int]
+    ) -> None:
+        """Add deltas (any sign) to the stream's totals: per-emoji reactions, the comment count and
+        per-comment likes. One transaction: all of them land or none (so a retry after a failure
+        never counts a part twice); concurrent adds from several edges sum, never overwrite."""
+
+    async def engagement(self, stream_id: str, like_ids: Sequence[int] | None = None) -> EngagementTotals:
+        """The stream's totals, read in one transaction (one consistent point in time). Likes are
+        read for ``like_ids`` only (None: every comment of the stream ever liked); a comment never
+        liked is absent. A stream with nothing stored reads as ({}, 0, {})."""
+        ...
 
     # -- housekeeping --------------------------------------------------------------------------
     async def purge_expired(self, now: float | None = None) -> int:
