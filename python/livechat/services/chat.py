@@ -58,6 +58,7 @@ from livechat.services.comments import CommentPipeline
 from livechat.services.context import ChatContext
 from livechat.services.delivery import Delivery
 from livechat.services.engagement import Engagement
+from livechat.services.engagement_store import EngagementWriter
 from livechat.services.fanout import Fanout
 from livechat.services.housekeeping import Housekeeping
 from livechat.services.idempotency import IdempotencyCache
@@ -135,7 +136,7 @@ class ChatService:
             ),
             sampler=Sampler(config.sampling),
             moderation=ModerationPipeline(config.moderation, clock, classifier),
-            engagement=Engagement(config.rooms, registry, edge_id),
+            engagement=Engagement(config.rooms, registry, edge_id, EngagementWriter(meta, background)),
             fanout=Fanout(outbox, broker, background, log if follower is not None else None, edge_id),
             background=background,
             # node_id -1 ("auto") is resolved by LiveChatServer for clusters; alone, it is node 0.
@@ -146,6 +147,7 @@ class ChatService:
                 SharedLimits(registry, config.limits) if cluster_limits and registry is not None else None
             ),
         )
+        ctx.rooms.on_load = ctx.engagement.open
         self._decoder = ClientDecoder(config.limits)
         room_events = RoomEvents(ctx)
         self._actions = ModeratorActions(ctx, room_events)
@@ -194,9 +196,13 @@ class ChatService:
         return self._membership.joins
 
     async def start(self, periodic: bool = True) -> None:
-        """Load site-wide bans, start the review workers and (``periodic``) the housekeeping task;
-        without it the caller runs ``housekeeping`` itself."""
+        """Load site-wide bans, start the review workers and (``periodic``) the housekeeping task
+        and the engagement writer's rounds; without ``periodic`` the caller runs ``housekeeping``
+        itself, and engagement is stored at ``aclose``."""
         await self._ctx.rooms.load_global_bans()
+        writer = self._ctx.engagement.writer
+        if writer is not None and periodic:
+            writer.start()
         if self._reviews is not None:
             self._reviews.start()
         if periodic and self._periodic is None:
@@ -212,6 +218,9 @@ class ChatService:
         await self._comments.flush()
         if self._reviews is not None:
             await self._reviews.aclose()
+        writer = self._ctx.engagement.writer
+        if writer is not None:
+            await writer.aclose()  # after the last comments and deletions were counted
         await self._ctx.background.drain()
         if self._classifier is not None:
             await self._classifier.aclose()

@@ -12,17 +12,28 @@ flush reads the cluster-wide reaction, comment and viewer totals of each open st
 ``get_counters`` call for all of them), so an edge's viewers see what happened on other edges even
 when nothing changed locally. Like totals are read back only for comments liked on this edge.
 Without a Registry the totals are this edge's.
+
+Durable totals (with an ``EngagementWriter``, ``livechat.services.engagement_store``): every delta
+counted for this edge goes to the MetaStore too, batched in the background, and ``open`` (a room
+being loaded) reads the stream's stored totals back. Without a Registry they become this edge's
+totals; with one they seed the shared counters exactly once per Registry lifetime (the claim
+``engseed:<stream>``: of several edges opening the stream, one adds them), so a restarted edge
+or Registry, and a room dropped after ``IDLE_DROP_S`` without viewers, show the same reactions,
+comment count and likes as before. Viewer counts are live only (never stored). Without a
+Registry every edge stores the comments it counts, remote ones included: durable totals assume
+a Registry whenever several edges share a MetaStore (``livechat serve`` always has one).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from livechat.config import RoomConfig
 from livechat.ports.registry import Registry
 from livechat.protocol import REACTIONS, StateKey, packb
+from livechat.services.engagement_store import EngagementWriter
 from livechat.services.outbox import Outbox
 
 _EMOJI = tuple(REACTIONS)
@@ -30,6 +41,9 @@ _EMOJI = tuple(REACTIONS)
 #: An edge's viewer contribution lapses this long after its last renewal (every flush renews it):
 #: the count heals within this time after an edge dies.
 VIEWERS_TTL_S: Final = 10.0
+#: How long a stream's seed claim lives in the Registry (renewed at every open): as long as its
+#: counters (which have no TTL), in practice; a stream idle for longer would be seeded again.
+SEED_TTL_S: Final = 366 * 86_400.0
 _EMOJI_INDEX = {name: i for i, name in enumerate(_EMOJI)}
 
 
@@ -97,21 +111,87 @@ def _likes_key(stream: str, comment_id: int) -> str:
     return f"lk:{stream}:{comment_id}"
 
 
+def _seed_key(stream: str) -> str:
+    return f"engseed:{stream}"
+
+
 class Engagement:
     """Per-stream engagement totals of this edge (and the cluster, with a Registry)."""
 
-    __slots__ = ("_edge_id", "_registry", "_streams", "_tracked_max")
+    __slots__ = ("_edge_id", "_registry", "_streams", "_tracked_max", "_writer")
 
     @property
     def shared(self) -> bool:
         """Whether totals are cluster-wide (a Registry carries every edge's deltas)."""
         return self._registry is not None
 
-    def __init__(self, config: RoomConfig, registry: Registry | None = None, edge_id: str = "edge") -> None:
+    def __init__(
+        self,
+        config: RoomConfig,
+        registry: Registry | None = None,
+        edge_id: str = "edge",
+        writer: EngagementWriter | None = None,
+    ) -> None:
+        """``writer``: keep durable totals (see the module docstring); None: in memory only."""
         self._tracked_max = config.tracked_like_comments
         self._registry = registry
         self._edge_id = edge_id
+        self._writer = writer
         self._streams: dict[str, StreamEngagement] = {}
+
+    @property
+    def writer(self) -> EngagementWriter | None:
+        return self._writer
+
+    async def open(self, stream: str, comment_ids: Sequence[int]) -> None:
+        """A room is being loaded: its stored totals (likes of ``comment_ids``, the room's recent
+        window, which are tracked from now on) become the stream's (seeding the Registry once).
+        Raises what the MetaStore or Registry raises (the room then fails to open)."""
+        if self._writer is None:
+            return
+        totals = await self._writer.load(stream, comment_ids)
+        registry = self._registry
+        if registry is not None:
+            key = _seed_key(stream)
+            if await registry.claim(key, self._edge_id.encode(), SEED_TTL_S) is None:
+                try:
+                    for emoji, n in totals.reactions.items():
+                        if n and emoji in _EMOJI_INDEX:
+                            await registry.incr(_rx_key(stream, emoji), n)
+                    if totals.comments:
+                        await registry.incr(_comments_key(stream), totals.comments)
+                    for comment_id, n in totals.likes.items():
+                        if n:
+                            await registry.incr(_likes_key(stream, comment_id), n)
+                except BaseException:
+                    # Not seeded (or partly): the next open tries again rather than never.
+                    await registry.release_claim(key)
+                    raise
+            else:
+                await registry.set_claim(key, self._edge_id.encode(), SEED_TTL_S)
+            keys = [_comments_key(stream), *(_rx_key(stream, e) for e in _EMOJI)]
+            keys += [_likes_key(stream, cid) for cid in comment_ids]
+            counters = await registry.get_counters(keys)
+            comments, reactions = counters[0], counters[1 : 1 + len(_EMOJI)]
+            likes = dict(zip(comment_ids, counters[1 + len(_EMOJI) :], strict=True))
+        else:
+            comments = totals.comments
+            reactions = [totals.reactions.get(e, 0) for e in _EMOJI]
+            likes = totals.likes
+        state = self.stream(stream)
+        # Deltas not yet in the Registry are shown on top, as a flush does.
+        state.comments = comments + state.comments_delta
+        state.reactions = [r + d for r, d in zip(reactions, state.rx_delta, strict=True)]
+        for comment_id in comment_ids:
+            if comment_id not in state.likers:
+                state.likers[comment_id] = None
+            total = likes.get(comment_id, 0) + state.like_delta.get(comment_id, 0)
+            if total:
+                state.likes[comment_id] = total
+        while len(state.likers) > self._tracked_max:
+            oldest, _ = state.likers.popitem(last=False)
+            state.likes.pop(oldest, None)
+        state.rx_dirty = state.counts_dirty = True
 
     def stream(self, stream: str) -> StreamEngagement:
         state = self._streams.get(stream)
@@ -127,6 +207,8 @@ class Engagement:
         index = _EMOJI_INDEX[emoji]
         state.reactions[index] += 1
         state.rx_delta[index] += 1
+        if self._writer is not None:
+            self._writer.react(stream, emoji)
 
     def comment_posted(self, stream: str, comment_id: int, count: bool = True) -> None:
         """Start tracking who likes a visible comment and (``count``) count it. A comment from
@@ -136,6 +218,8 @@ class Engagement:
             state.comments += 1
             state.comments_delta += 1
             state.counts_dirty = True
+            if self._writer is not None:
+                self._writer.comments(stream, 1)
         likers = state.likers
         likers[comment_id] = None
         if len(likers) > self._tracked_max:
@@ -184,6 +268,8 @@ class Engagement:
         state.likes_dirty.add(comment_id)
         if self._registry is not None:
             state.like_delta[comment_id] = state.like_delta.get(comment_id, 0) + delta
+        if self._writer is not None:
+            self._writer.like(stream, comment_id, delta)
         return True
 
     def forget(self, stream: str, comment_ids: Iterable[int], count: bool = True) -> None:
@@ -199,6 +285,8 @@ class Engagement:
                     state.comments -= 1
                     state.comments_delta -= 1
                     state.counts_dirty = True
+                    if self._writer is not None:
+                        self._writer.comments(stream, -1)
             state.likes.pop(comment_id, None)
             state.like_delta.pop(comment_id, None)
             state.likes_dirty.discard(comment_id)

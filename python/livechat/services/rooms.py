@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from livechat.config import RoomConfig
@@ -58,6 +59,9 @@ class RoomDirectory:
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Future[Room]] = {}
         self.global_bans: dict[str, float | None] = {}
+        # Called while a room loads with its stream and recent window's comment ids (set by the
+        # ChatService: ``Engagement.open``, which reads the stored totals); its failure fails the open.
+        self.on_load: Callable[[str, list[int]], Awaitable[None]] | None = None
 
     async def load_global_bans(self) -> None:
         now = self._clock.time()
@@ -154,6 +158,8 @@ class RoomDirectory:
             )
         # Else the buffer stays empty with its floor at "now" (``first_id_at``): nothing older is
         # claimed, so recovery from before the open says gap: true.
+        if self.on_load is not None:
+            await self.on_load(stream, [cid for cid, _ in room.recent.latest(capacity)])
         if self._broker is not None:
             await self._broker.subscribe(stream)
         return room

@@ -1,0 +1,132 @@
+"""Issue 12: reactions, likes and the comment count survive a restart of `livechat serve`
+(embedded: SQLite MetaStore, in-process registry) and a room dropped after 60 s without viewers,
+seen by a joiner's snapshot through a real WebSocket client. Viewer counts are live only."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.ports import free_port
+from tests.service.serve_process import SERVE_PORTS, Client, ServeProcess
+
+STREAM = "eng"
+FANS = ("fan-a", "fan-b", "fan-c")
+#: The engagement writer's round (``livechat.services.engagement_store.WRITE_EVERY_S``) plus slack.
+WRITTEN_S = 3.0
+#: ``livechat.services.rooms.IDLE_DROP_S`` plus two prune rounds (``PRUNE_EVERY_S``) plus slack.
+PRUNED_S = 60.0 + 2 * 5.0 + 5.0
+
+
+def rooms_loaded(admin_port: int) -> int:
+    """The edge's ``livechat_rooms`` gauge, from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    match = re.search(r"^livechat_rooms (\S+)$", text, re.MULTILINE)
+    assert match is not None, "no livechat_rooms in /metrics"
+    return int(float(match.group(1)))
+
+
+def shown(snap: dict[str, Any]) -> tuple[dict[str, int], int, dict[int, int]]:
+    """What a joiner sees of engagement: reactions, comment count, likes of the recent comments."""
+    return snap["rx"], snap["n"]["c"], snap["likes"]
+
+
+async def engage(proc: ServeProcess) -> tuple[list[int], tuple[dict[str, int], int, dict[int, int]]]:
+    """The broadcaster posts 4 comments and deletes one; three fans react and like. Returns the
+    comment ids and what a watcher's state slots show once the flushes are in."""
+    owner = await proc.client("eng-owner", streams={STREAM: "broadcaster"})
+    await owner.join(STREAM)
+    ids = []
+    for i in range(4):
+        ack = await owner.call("post", stream=STREAM, text=f"comment {i}", cmid=f"c{i}")
+        assert ack["t"] == "ack", ack
+        ids.append(ack["id"])
+    deleted = await owner.call("delete", stream=STREAM, id=ids.pop())
+    assert deleted.get("t") == "ok", deleted
+    watcher = await proc.client("eng-watcher")
+    await watcher.join(STREAM)
+    for n, name in enumerate(FANS):
+        fan = await proc.client(name)
+        await fan.join(STREAM)
+        for emoji in ("heart", "wow")[: n + 1]:
+            reply = await fan.call("react", stream=STREAM, emoji=emoji)
+            assert reply.get("op") == "react", reply
+        assert (await fan.call("like", stream=STREAM, id=ids[0]))["op"] == "like"
+        if n == 0:
+            assert (await fan.call("like", stream=STREAM, id=ids[1]))["op"] == "like"
+    rx = await watcher.slot(STREAM, "rx", lambda v: v.get("heart") == 3 and v.get("wow") == 2)
+    counts = await watcher.slot(STREAM, "n", lambda v: v.get("c") == 3)
+    await watcher.slot(STREAM, "likes", lambda v: v.get(ids[0]) == 3)
+    snap = await (await proc.client("eng-probe")).join(STREAM)
+    assert shown(snap) == (rx, counts["c"], {ids[0]: 3, ids[1]: 1}), snap
+    return ids, shown(snap)
+
+
+async def test_engagement_survives_restarts_and_a_crash(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = ServeProcess(data).start()
+    try:
+        ids, before = await engage(proc)
+        await Client.close_all()
+    finally:
+        proc.stop()  # SIGTERM: a drain, which writes what is pending
+    proc.assert_no_tracebacks()
+
+    proc = ServeProcess(data).start()
+    try:
+        joiner = await proc.client("eng-after")
+        snap = await joiner.join(STREAM)
+        assert [c["id"] for c in snap["recent"]] == ids
+        assert shown(snap) == before
+        assert snap["n"]["v"] == 1  # viewers are live only: just this joiner
+        # Counting goes on from the stored totals: a new fan's like and reaction add to them.
+        late = await proc.client("fan-late")
+        await late.join(STREAM)
+        assert (await late.call("like", stream=STREAM, id=ids[1]))["op"] == "like"
+        assert (await late.call("react", stream=STREAM, emoji="heart"))["op"] == "react"
+        await joiner.slot(STREAM, "likes", lambda v: v.get(ids[1]) == 2)
+        await joiner.slot(STREAM, "rx", lambda v: v.get("heart") == 4)
+        await asyncio.sleep(WRITTEN_S)  # one write round: a crash from now on loses nothing
+        await Client.close_all()
+    finally:
+        proc.stop(signal.SIGKILL)
+
+    proc = ServeProcess(data).start()
+    try:
+        snap = await (await proc.client("eng-after-crash")).join(STREAM)
+        rx, comments, likes = shown(snap)
+        assert (rx["heart"], rx["wow"], comments) == (4, 2, 3)
+        assert likes == {ids[0]: 3, ids[1]: 2}
+    finally:
+        await Client.close_all()
+        proc.stop()
+    proc.assert_no_tracebacks()
+
+
+async def test_engagement_survives_a_room_dropped_without_viewers(tmp_path: Path) -> None:
+    """The room is pruned 60 s after its last viewer left (``IDLE_DROP_S``, not configurable):
+    the next joiner's snapshot still shows every total."""
+    admin = free_port(SERVE_PORTS)
+    proc = ServeProcess(tmp_path / "data", "--admin-port", str(admin)).start()
+    try:
+        ids, before = await engage(proc)
+        assert await asyncio.to_thread(rooms_loaded, admin) == 1
+        await Client.close_all()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PRUNED_S
+        while await asyncio.to_thread(rooms_loaded, admin) != 0:
+            assert loop.time() < deadline, f"the room was not dropped within {PRUNED_S} s"
+            await asyncio.sleep(1.0)
+        snap = await (await proc.client("eng-back")).join(STREAM)
+        assert [c["id"] for c in snap["recent"]] == ids
+        assert shown(snap) == before
+        assert snap["n"]["v"] == 1
+    finally:
+        await Client.close_all()
+        proc.stop()
+    proc.assert_no_tracebacks()
