@@ -26,11 +26,13 @@ a Registry whenever several edges share a MetaStore (``livechat serve`` always h
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from livechat.config import RoomConfig
+from livechat.ports.meta import EngagementTotals
 from livechat.ports.registry import Registry
 from livechat.protocol import REACTIONS, StateKey, packb
 from livechat.services.engagement_store import EngagementWriter
@@ -44,6 +46,12 @@ VIEWERS_TTL_S: Final = 10.0
 #: How long a stream's seed claim lives in the Registry (renewed at every open): as long as its
 #: counters (which have no TTL), in practice; a stream idle for longer would be seeded again.
 SEED_TTL_S: Final = 366 * 86_400.0
+#: The longest an edge opening a stream waits for another edge seeding its counters.
+SEED_WAIT_S: Final = 2.0
+#: A seeding edge that died mid-way holds the claim this long (then another edge seeds).
+SEEDING_TTL_S: Final = 30.0
+_SEEDING: Final = b"seeding"
+_SEEDED: Final = b"seeded"
 _EMOJI_INDEX = {name: i for i, name in enumerate(_EMOJI)}
 
 
@@ -152,23 +160,7 @@ class Engagement:
         totals = await self._writer.load(stream, comment_ids)
         registry = self._registry
         if registry is not None:
-            key = _seed_key(stream)
-            if await registry.claim(key, self._edge_id.encode(), SEED_TTL_S) is None:
-                try:
-                    for emoji, n in totals.reactions.items():
-                        if n and emoji in _EMOJI_INDEX:
-                            await registry.incr(_rx_key(stream, emoji), n)
-                    if totals.comments:
-                        await registry.incr(_comments_key(stream), totals.comments)
-                    for comment_id, n in totals.likes.items():
-                        if n:
-                            await registry.incr(_likes_key(stream, comment_id), n)
-                except BaseException:
-                    # Not seeded (or partly): the next open tries again rather than never.
-                    await registry.release_claim(key)
-                    raise
-            else:
-                await registry.set_claim(key, self._edge_id.encode(), SEED_TTL_S)
+            await self._seed(registry, stream, totals)
             keys = [_comments_key(stream), *(_rx_key(stream, e) for e in _EMOJI)]
             keys += [_likes_key(stream, cid) for cid in comment_ids]
             counters = await registry.get_counters(keys)
@@ -201,6 +193,35 @@ class Engagement:
 
     def drop(self, stream: str) -> None:
         self._streams.pop(stream, None)
+
+    async def _seed(self, registry: Registry, stream: str, totals: EngagementTotals) -> None:
+        """Add the stored ``totals`` to the Registry's counters if no edge did in its lifetime.
+        The claim reads SEEDING until the counters are added: another edge opening the stream
+        meanwhile waits for them (up to SEED_WAIT_S), so its first snapshot has them too."""
+        key = _seed_key(stream)
+        waited = 0.0
+        while (held := await registry.claim(key, _SEEDING, SEEDING_TTL_S)) == _SEEDING:
+            if waited >= SEED_WAIT_S:
+                return  # the flushes read the counters once they are seeded
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        if held is not None:
+            await registry.set_claim(key, _SEEDED, SEED_TTL_S)  # lives as long as the counters
+            return
+        try:
+            for emoji, n in totals.reactions.items():
+                if n and emoji in _EMOJI_INDEX:
+                    await registry.incr(_rx_key(stream, emoji), n)
+            if totals.comments:
+                await registry.incr(_comments_key(stream), totals.comments)
+            for comment_id, n in totals.likes.items():
+                if n:
+                    await registry.incr(_likes_key(stream, comment_id), n)
+        except BaseException:
+            # Not seeded (or partly): the next open tries again rather than never.
+            await registry.release_claim(key)
+            raise
+        await registry.set_claim(key, _SEEDED, SEED_TTL_S)
 
     def react(self, stream: str, emoji: str) -> None:
         state = self.stream(stream)
