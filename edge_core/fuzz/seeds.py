@@ -94,9 +94,14 @@ def handshake() -> dict[str, bytes]:
         "post": c + (base.replace("GET", "POST") + "\r\n").encode(),
         "http10": c + (base.replace("HTTP/1.1", "HTTP/1.0") + "\r\n").encode(),
         "small-limit": bytes([0x00]) + full.encode(),
-        "nct": c + (base + "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n\r\n").encode(),
+        "nct": c
+        + (
+            base + "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n\r\n"
+        ).encode(),
     }
-    for i, o in enumerate(["https://chat.example.com:0443/", "HTTPS://A.EXAMPLE.COM:8443", "null", "file://"]):
+    for i, o in enumerate(
+        ["https://chat.example.com:0443/", "HTTPS://A.EXAMPLE.COM:8443", "null", "file://"]
+    ):
         seeds[f"origin-text-{i}"] = c + o.encode()
     return seeds
 
