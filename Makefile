@@ -53,6 +53,7 @@ lint-rust:
 	cargo fmt --all --check
 	cargo clippy -q --workspace --all-targets -- -D warnings
 	cargo clippy -q --manifest-path edge_core/Cargo.toml --all-targets --no-default-features -- -D warnings
+	cargo fmt --manifest-path edge_core/fuzz/Cargo.toml --check
 
 lint-python:
 	$(PY) -m ruff check $(PY_PATHS)
