@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import signal
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+from livechat.devsecret import SECRET_FILE
+
+from tests.contract.redis_service import RedisServer
 from tests.ports import free_port
+from tests.service.conftest import StartServe
 from tests.service.serve_process import SERVE_PORTS, Client, ServeProcess
 
 STREAM = "eng"
@@ -130,3 +137,73 @@ async def test_engagement_survives_a_room_dropped_without_viewers(tmp_path: Path
         await Client.close_all()
         proc.stop()
     proc.assert_no_tracebacks()
+
+
+async def test_cluster_edges_restarted_on_a_fresh_registry_seed_it_once(
+    request: pytest.FixtureRequest, tmp_path: Path, start_serve: StartServe, redis_server: RedisServer
+) -> None:
+    """Two edges on one PostgreSQL meta store and one Redis: restarted on a fresh registry (a new
+    key prefix: a Redis that lost its data), each shows every total once: the first edge to open
+    the stream seeded the counters from PostgreSQL, the other did not add them again. (Each edge
+    keeps its own SQLite history here, as in ``test_cluster_redis``.)"""
+    from tests.contract.backend_postgres import fresh_url
+
+    meta_url = fresh_url("meta", request, tmp_path)
+    secret = secrets.token_urlsafe(32)
+
+    def edge(name: str, node: int, prefix: str) -> ServeProcess:
+        data = tmp_path / f"data-{name}"
+        data.mkdir(parents=True, exist_ok=True)
+        (data / SECRET_FILE).write_text(secret + "\n")
+        return start_serve(
+            name,
+            *("--broker", redis_server.url, "--registry", redis_server.url, "--edge-id", name),
+            *("--set", f"chat.node_id={node}", "--set", f"backends.redis_prefix={prefix}"),
+            *("--set", f"backends.meta={meta_url}"),
+        )
+
+    first = f"t{uuid.uuid4().hex[:10]}:"
+    a, b = edge("a", 1, first), edge("b", 2, first)
+    try:
+        # B's room is open before the posts: B tracks (and may like) the comments A broadcasts.
+        watcher = await b.client("eng-watcher")
+        await watcher.join(STREAM)
+        owner = await a.client("eng-owner", streams={STREAM: "broadcaster"})
+        await owner.join(STREAM)
+        acks = [await owner.call("post", stream=STREAM, text=f"c{i}", cmid=f"c{i}") for i in range(2)]
+        ids = [ack["id"] for ack in acks]
+        await watcher.comments(2)
+        for n, (proc, name) in enumerate(((a, "fa"), (b, "fb"), (b, "fc"))):
+            fan = await proc.client(name)
+            await fan.join(STREAM)
+            assert (await fan.call("react", stream=STREAM, emoji="heart")).get("op") == "react"
+            reply = await fan.call("like", stream=STREAM, id=ids[n % 2])
+            assert reply.get("op") == "like", reply
+        for client in (owner, watcher):
+            await client.slot(STREAM, "rx", lambda v: v["heart"] == 3)
+            await client.slot(STREAM, "n", lambda v: v["c"] == 2)
+        await Client.close_all()
+    finally:
+        assert a.stop() == 0 and b.stop() == 0
+
+    fresh = f"t{uuid.uuid4().hex[:10]}:"
+    a, b = edge("a", 1, fresh), edge("b", 2, fresh)
+    try:
+        # B first: its own history has none of A's comments, so it opens the room with an empty
+        # recent window and seeds the registry; A, opening next, must find every like seeded.
+        joiners = [await b.client("after-b"), await a.client("after-a")]
+        snaps = [await joiner.join(STREAM) for joiner in joiners]
+        assert [c["id"] for c in snaps[1]["recent"]] == ids
+        expected = {ids[0]: 2, ids[1]: 1}
+        for snap in snaps:
+            in_window = {c["id"]: expected[c["id"]] for c in snap["recent"]}
+            assert shown(snap) == ({**snap["rx"], "heart": 3}, 2, in_window), snap
+        await asyncio.sleep(1.0)  # several flushes later, read back from the registry: not doubled
+        for joiner in joiners:
+            await joiner.drain(0.3)
+            assert joiner.state.get(STREAM, {}).get("rx", {"heart": 3})["heart"] == 3
+            assert joiner.state.get(STREAM, {}).get("n", {"c": 2})["c"] == 2
+        await Client.close_all()
+    finally:
+        # Before the test's database is dropped (its finalizer runs before start_serve's).
+        assert a.stop() == 0 and b.stop() == 0

@@ -65,7 +65,7 @@ async def test_two_edges_opening_a_stream_seed_the_registry_once(make_harness: A
     registry = await open_registry(f"memory://{uuid.uuid4().hex[:10]}")
     try:
         edges: list[Harness] = [await make_harness(registry=registry) for _ in range(3)]
-        snaps = await asyncio.gather(*(h.join(h.connect(f"v{i}")) for i, h in enumerate(edges)))
+        snaps = await asyncio.gather(*(snapshot(h, h.connect(f"v{i}")) for i, h in enumerate(edges)))
         for snap in snaps:
             assert (snap["rx"]["heart"], snap["n"]["c"]) == (5, 7), snap
         for h in edges:
@@ -74,6 +74,18 @@ async def test_two_edges_opening_a_stream_seed_the_registry_once(make_harness: A
             assert h.outbox.state_value("s1", "n")["c"] == 7
     finally:
         await registry.aclose()
+
+
+async def snapshot(h: Harness, conn: int) -> Any:
+    """Join and wait for the snapshot (an edge waiting for another's seed answers after the
+    harness's inline wait)."""
+    await h.send(conn, "join", stream="s1")
+    for _ in range(100):
+        replies = [m for m in h.outbox.messages(conn) if m["t"] == "snapshot"]
+        if replies:
+            return replies[-1]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no snapshot: {h.outbox.messages(conn)}")
 
 
 class Unreachable:

@@ -32,7 +32,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from livechat.config import RoomConfig
-from livechat.ports.meta import EngagementTotals
 from livechat.ports.registry import Registry
 from livechat.protocol import REACTIONS, StateKey, packb
 from livechat.services.engagement_store import EngagementWriter
@@ -155,18 +154,19 @@ class Engagement:
         """A room is being loaded: its stored totals (likes of ``comment_ids``, the room's recent
         window, which are tracked from now on) become the stream's (seeding the Registry once).
         Raises what the MetaStore or Registry raises (the room then fails to open)."""
-        if self._writer is None:
+        writer = self._writer
+        if writer is None:
             return
-        totals = await self._writer.load(stream, comment_ids)
         registry = self._registry
         if registry is not None:
-            await self._seed(registry, stream, totals)
+            await self._seed(registry, writer, stream)
             keys = [_comments_key(stream), *(_rx_key(stream, e) for e in _EMOJI)]
             keys += [_likes_key(stream, cid) for cid in comment_ids]
             counters = await registry.get_counters(keys)
             comments, reactions = counters[0], counters[1 : 1 + len(_EMOJI)]
             likes = dict(zip(comment_ids, counters[1 + len(_EMOJI) :], strict=True))
         else:
+            totals = await writer.load(stream, comment_ids)
             comments = totals.comments
             reactions = [totals.reactions.get(e, 0) for e in _EMOJI]
             likes = totals.likes
@@ -194,10 +194,15 @@ class Engagement:
     def drop(self, stream: str) -> None:
         self._streams.pop(stream, None)
 
-    async def _seed(self, registry: Registry, stream: str, totals: EngagementTotals) -> None:
-        """Add the stored ``totals`` to the Registry's counters if no edge did in its lifetime.
+    async def _seed(self, registry: Registry, writer: EngagementWriter, stream: str) -> None:
+        """Add the stored totals to the Registry's counters if no edge did in its lifetime.
         The claim reads SEEDING until the counters are added: another edge opening the stream
-        meanwhile waits for them (up to SEED_WAIT_S), so its first snapshot has them too."""
+        meanwhile waits for them (up to SEED_WAIT_S), so its first snapshot has them too.
+
+        Likes are seeded for the newest ``tracked_like_comments`` liked comments of the stream,
+        not only this edge's recent window: the edges that open the stream later may have a
+        different window (a room opened while history was down has none), and none of them seeds
+        again. Older comments can no longer be liked, so their totals are never shown."""
         key = _seed_key(stream)
         waited = 0.0
         while (held := await registry.claim(key, _SEEDING, SEEDING_TTL_S)) == _SEEDING:
@@ -209,14 +214,15 @@ class Engagement:
             await registry.set_claim(key, _SEEDED, SEED_TTL_S)  # lives as long as the counters
             return
         try:
+            totals = await writer.load(stream, None)
             for emoji, n in totals.reactions.items():
                 if n and emoji in _EMOJI_INDEX:
                     await registry.incr(_rx_key(stream, emoji), n)
             if totals.comments:
                 await registry.incr(_comments_key(stream), totals.comments)
-            for comment_id, n in totals.likes.items():
-                if n:
-                    await registry.incr(_likes_key(stream, comment_id), n)
+            liked = sorted(cid for cid, n in totals.likes.items() if n)[-self._tracked_max :]
+            for comment_id in liked:
+                await registry.incr(_likes_key(stream, comment_id), totals.likes[comment_id])
         except BaseException:
             # Not seeded (or partly): the next open tries again rather than never.
             await registry.release_claim(key)
