@@ -25,8 +25,10 @@ STREAM = "eng"
 FANS = ("fan-a", "fan-b", "fan-c")
 #: The engagement writer's round (``livechat.services.engagement_store.WRITE_EVERY_S``) plus slack.
 WRITTEN_S = 3.0
-#: ``livechat.services.rooms.IDLE_DROP_S`` plus two prune rounds (``PRUNE_EVERY_S``) plus slack.
-PRUNED_S = 60.0 + 2 * 5.0 + 5.0
+#: The room's idle drop (``chat.rooms.idle_drop_s``, shortened here) plus two prune rounds
+#: (``PRUNE_EVERY_S``) plus slack.
+IDLE_DROP_S = 2.0
+PRUNED_S = IDLE_DROP_S + 2 * 5.0 + 5.0
 
 
 def rooms_loaded(admin_port: int) -> int:
@@ -116,10 +118,11 @@ async def test_engagement_survives_restarts_and_a_crash(tmp_path: Path) -> None:
 
 
 async def test_engagement_survives_a_room_dropped_without_viewers(tmp_path: Path) -> None:
-    """The room is pruned 60 s after its last viewer left (``IDLE_DROP_S``, not configurable):
-    the next joiner's snapshot still shows every total."""
+    """The room is pruned ``idle_drop_s`` after its last viewer left: the next joiner's snapshot
+    still shows every total."""
     admin = free_port(SERVE_PORTS)
-    proc = ServeProcess(tmp_path / "data", "--admin-port", str(admin)).start()
+    idle = f"chat.rooms.idle_drop_s={IDLE_DROP_S}"
+    proc = ServeProcess(tmp_path / "data", "--admin-port", str(admin), "--set", idle).start()
     try:
         ids, before = await engage(proc)
         assert await asyncio.to_thread(rooms_loaded, admin) == 1

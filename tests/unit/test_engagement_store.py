@@ -11,11 +11,11 @@ from typing import Any
 
 from chat_harness import Harness
 from livechat.backends import open_registry
+from livechat.config import RoomConfig
 from livechat.ports.errors import BackendUnavailable
 from livechat.ports.meta import EngagementTotals, MetaStore
 from livechat.services.background import Background
 from livechat.services.engagement_store import WRITE_ATTEMPTS, EngagementWriter
-from livechat.services.rooms import IDLE_DROP_S
 
 
 async def engage(h: Harness) -> tuple[int, int]:
@@ -40,7 +40,7 @@ async def test_a_pruned_room_reloads_its_totals(make_harness: Any) -> None:
     h: Harness = await make_harness()
     first, second = await engage(h)
     for _ in range(3):
-        h.clock.advance(IDLE_DROP_S)
+        h.clock.advance(RoomConfig().idle_drop_s)
         await h.chat.housekeeping()
     assert h.chat.context.rooms.get("s1") is None
     snap = await h.join(h.connect("late"))

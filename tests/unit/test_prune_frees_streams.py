@@ -18,10 +18,9 @@ from typing import Any
 from chat_harness import RecordingOutbox, chat_config, frame, make_token
 from livechat.backends import Backends
 from livechat.backends.memory import MemoryRegistry
-from livechat.config import LimitsConfig
+from livechat.config import LimitsConfig, RoomConfig
 from livechat.services.chat import ChatService
 from livechat.services.clock import ManualClock
-from livechat.services.rooms import IDLE_DROP_S
 
 UNLIMITED = LimitsConfig(joins_per_minute=0, joins_per_minute_per_user=0)
 
@@ -82,7 +81,7 @@ async def churn(backends: Backends, clock: ManualClock, prefix: str, names: int)
             clock.advance(0.3)
             await chat.housekeeping()
     for _ in range(3):
-        clock.advance(IDLE_DROP_S + 1)
+        clock.advance(RoomConfig().idle_drop_s + 1)
         await chat.housekeeping()
     return chat
 

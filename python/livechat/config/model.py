@@ -233,6 +233,9 @@ class RoomConfig:
     engagement_flush_s: float = 0.25
     # Comments per stream whose likers are remembered (like/unlike is idempotent for these).
     tracked_like_comments: int = 2_000
+    # A stream's room is dropped from memory this long after its last local viewer left (its
+    # subscriptions freed; engagement totals are stored and reload at the next join).
+    idle_drop_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ counted for this edge goes to the MetaStore too, batched in the background, and 
 being loaded) reads the stream's stored totals back. Without a Registry they become this edge's
 totals; with one they seed the shared counters exactly once per Registry lifetime (the claim
 ``engseed:<stream>``: of several edges opening the stream, one adds them), so a restarted edge
-or Registry, and a room dropped after ``IDLE_DROP_S`` without viewers, show the same reactions,
+or Registry, and a room dropped after ``RoomConfig.idle_drop_s`` without viewers, show the same reactions,
 comment count and likes as before. Viewer counts are live only (never stored). Without a
 Registry every edge stores the comments it counts, remote ones included: durable totals assume
 a Registry whenever several edges share a MetaStore (``livechat serve`` always has one).

@@ -2,7 +2,7 @@
 
 A room is loaded once per stream from the MetaStore and HistoryStore when the first local viewer
 joins, then kept current by ``Room.apply`` (this edge's actions and other edges' events alike).
-It is dropped when the last local viewer has been gone for ``IDLE_DROP_S``.
+It is dropped when the last local viewer has been gone for ``RoomConfig.idle_drop_s`` (60 s).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from livechat.services.room import HIGHLIGHTS_KEPT, Room, ban_in_force
 
 log = logging.getLogger(__name__)
 
-IDLE_DROP_S: Final = 60.0
 #: Log records read per call when a room catches up at open.
 REPLAY_PAGE: Final = 1000
 
@@ -179,7 +178,7 @@ class RoomDirectory:
         return True, max(expires, global_expires)
 
     async def prune(self) -> list[str]:
-        """Drop rooms idle (no local viewer) for IDLE_DROP_S; returns their streams."""
+        """Drop rooms idle (no local viewer) for ``idle_drop_s``; returns their streams."""
         now = self._clock.monotonic()
         dropped = []
         for stream, room in list(self._rooms.items()):
@@ -187,7 +186,7 @@ class RoomDirectory:
                 room.idle_since = None
             elif room.idle_since is None:
                 room.idle_since = now
-            elif now - room.idle_since >= IDLE_DROP_S:
+            elif now - room.idle_since >= self._config.idle_drop_s:
                 del self._rooms[stream]
                 dropped.append(stream)
                 if self._broker is not None:
