@@ -201,6 +201,7 @@ def _scale(sc: dict[str, Any], busy_before: float | None) -> list[str]:
         f"| viewers connected and joined | {_num(c['connections_on_workers'], 0)} of {c['viewers']:,} |",
         f"| per worker | {', '.join(_num(x, 0) for x in c['per_worker'])} |",
         f"| time to connect all | {_num(c['seconds'])} s |",
+        f"| upgrades retried (408: handshake not finished in time) | {_num(sc.get('connect_retried'))} |",
         f"| worker CPU per accepted connection (upgrade + join) | {_num(c['cpu_us_per_connection'])} µs |",
         f"| worker RSS idle → loaded | {_num(m['idle_rss_mib'])} → {_num(m['loaded_rss_mib'])} MiB |",
         f"| RSS per connection (workers) | {_num(m['rss_bytes_per_connection'], 0)} B |",
@@ -227,7 +228,8 @@ def _scale(sc: dict[str, Any], busy_before: float | None) -> list[str]:
             "",
             f"Reconnect storm: {storm['workers_killed']} workers SIGKILLed at once; workers back in "
             f"{_num(storm['workers_back_s'])} s; {storm['viewers_lost']:,} viewers lost, "
-            f"{storm['reconnected']:,} reconnected and joined ({storm['reconnect_failed']} failed), all back "
+            f"{storm['reconnected']:,} reconnected and joined ({storm['reconnect_failed']} failed, "
+            f"{storm.get('reconnect_retried', 0):,} retried after a 408), all back "
             f"{_num(storm['all_back_s'])} s after the kill; "
             f"{_num(storm['connections_after'], 0)} connections after; "
             f"{_num(storm['worker_cpu_us_per_reconnect'])} µs worker CPU per reconnect. "
