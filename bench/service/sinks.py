@@ -89,6 +89,11 @@ class SinkGenerator:
         gate = asyncio.Semaphore(concurrency)
         started = time.monotonic()
         failed: Counter[str] = Counter()
+        # Read from the first connection on: a socket left unread while 15 000 others connect
+        # fills up with ticks (the viewer count changes every 250 ms while they join), and the edge
+        # rightly closes it as a slow consumer.
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_forever())
 
         async def one() -> None:
             async with gate:
@@ -98,8 +103,6 @@ class SinkGenerator:
                     failed[f"{type(exc).__name__}: {exc}"[:120]] += 1
 
         await asyncio.gather(*(one() for _ in range(count)))
-        if self._reader is None:
-            self._reader = asyncio.create_task(self._read_forever())
         return {
             "connected": count - sum(failed.values()),
             "failed": sum(failed.values()),

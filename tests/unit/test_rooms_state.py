@@ -111,3 +111,23 @@ def test_out_of_order_appends_keep_the_newest_in_id_order(ids: list[int], capaci
     assert [cid for cid, _ in buf.latest(capacity)] == sorted(kept)
     assert buf.newest_id() == max(kept)
     assert buf.floor == floor
+
+
+async def test_a_big_streams_totals_are_paced_by_its_viewers() -> None:
+    """20 000 viewers here, 10 000 state sends a second: changed totals go out every 2 s at most,
+    the latest value when they go; a small stream every flush."""
+    outbox = RecordingOutbox()
+    engagement = Engagement(RoomConfig(state_sends_per_s=10_000))
+    engagement.viewers("big", 20_000)
+    engagement.viewers("small", 10)
+    assert await engagement.flush(outbox, now=100.0) == 2
+    assert outbox.state_value("big", StateKey.COUNTS) == {"c": 0, "v": 20_000}
+    engagement.viewers("big", 1)
+    engagement.viewers("small", 1)
+    assert await engagement.flush(outbox, now=100.25) == 1  # the small stream only
+    assert outbox.state_value("small", StateKey.COUNTS) == {"c": 0, "v": 11}
+    engagement.viewers("big", 1)
+    assert await engagement.flush(outbox, now=101.9) == 0
+    assert outbox.state_value("big", StateKey.COUNTS) == {"c": 0, "v": 20_000}
+    assert await engagement.flush(outbox, now=102.0) == 1
+    assert outbox.state_value("big", StateKey.COUNTS) == {"c": 0, "v": 20_002}

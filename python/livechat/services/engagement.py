@@ -66,6 +66,7 @@ class StreamEngagement:
         "reactions",
         "rx_delta",
         "rx_dirty",
+        "state_due",
         "unique",
         "unique_new",
         "viewers",
@@ -100,6 +101,8 @@ class StreamEngagement:
         # Distinct signed-in viewers ever (cluster: the Registry's HyperLogLog; alone: not kept).
         self.unique = 0
         self.counts_dirty = False
+        # Monotonic time before which changed totals wait (``RoomConfig.state_sends_per_s``).
+        self.state_due = 0.0
 
 
 def _rx_key(stream: str, emoji: str) -> str:
@@ -125,7 +128,15 @@ def _seed_key(stream: str) -> str:
 class Engagement:
     """Per-stream engagement totals of this edge (and the cluster, with a Registry)."""
 
-    __slots__ = ("_edge_id", "_registry", "_streams", "_tracked_max", "_writer")
+    __slots__ = (
+        "_edge_id",
+        "_flush_s",
+        "_registry",
+        "_state_sends_per_s",
+        "_streams",
+        "_tracked_max",
+        "_writer",
+    )
 
     @property
     def shared(self) -> bool:
@@ -141,6 +152,8 @@ class Engagement:
     ) -> None:
         """``writer``: keep durable totals (see the module docstring); None: in memory only."""
         self._tracked_max = config.tracked_like_comments
+        self._state_sends_per_s = config.state_sends_per_s
+        self._flush_s = config.engagement_flush_s
         self._registry = registry
         self._edge_id = edge_id
         self._writer = writer
@@ -334,15 +347,29 @@ class Engagement:
             return {"c": state.comments, "v": state.viewers}
         return {"c": state.comments, "v": state.viewers, "u": state.unique}
 
-    async def flush(self, outbox: Outbox) -> int:
-        """Write changed totals to the state slots; returns how many streams changed."""
+    async def flush(self, outbox: Outbox, now: float | None = None) -> int:
+        """Write changed totals to the state slots; returns how many streams changed.
+
+        With ``now`` (monotonic), a stream's totals are written at most every ``viewers on this
+        edge / state_sends_per_s`` seconds: a changed slot rides the next tick to every viewer, so
+        with no comments flowing each write is a frame per viewer (100 000 viewers joining, each
+        join changing the count, were 4 frames per viewer per second: 400 000 sends/s). Changes
+        wait, none is lost: the slot carries the latest value when it goes."""
         if self._registry is not None:
             await self._sync_cluster(self._registry)
         changed = 0
+        paced = now is not None and self._state_sends_per_s > 0
         for stream, state in list(self._streams.items()):
             rx_changed = state.rx_dirty or any(state.rx_delta)
             if not (rx_changed or state.likes_dirty or state.counts_dirty):
                 continue
+            if paced:
+                assert now is not None
+                if now < state.state_due:
+                    continue
+                gap = state.viewers_local / self._state_sends_per_s
+                # Up to engagement_flush_s apart the housekeeping round paces them already.
+                state.state_due = now + gap if gap > self._flush_s else 0.0
             changed += 1
             if rx_changed:
                 if self._registry is None:

@@ -44,7 +44,7 @@ class Housekeeping:
                     stream, StateKey.TIER, packb(tier_fields(tier.level, tier.keep_ppm, tier.rate))
                 )
         try:
-            await ctx.engagement.flush(ctx.outbox)
+            await ctx.engagement.flush(ctx.outbox, now)
         except BackendError as exc:
             log.warning("engagement totals not shared this round: %s", exc)
         if now - self._last_prune >= PRUNE_EVERY_S:
