@@ -21,6 +21,7 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 result["scale"] = await run_scale(scale_plan, work / "scale")
             except Exception as exc:
-                result["scale"] = {"plan": dataclasses.asdict(scale_plan), "error": repr(exc)}
+                result["scale"] = {
+                    "plan": dataclasses.asdict(scale_plan),
+                    "error": repr(exc),
+                    "traceback": traceback.format_exc(),
+                }
     return result
 
 

@@ -42,7 +42,7 @@ from bench.fanout import latency, procstat
 from bench.fanout.processes import LoadWorker
 from bench.service.harness import CpuMeter, Edge, new_secret, spawn_worker
 from bench.service.latency import split
-from tests.ports import free_port
+from tests.contract.redis_service import port_is_free
 
 STREAM = "live-1"
 SINKS_PER_PROCESS = 15_000
@@ -78,7 +78,7 @@ class WorkersEdge(Edge):
 
     def __init__(self, data_dir: Path, secret: str, workers: int, extra: list[str]) -> None:
         self.workers = workers
-        self.admin = free_port(range(18200, 18900, 10))  # a block of 10 ports is free enough
+        self.admin = _free_block(workers)
         super().__init__(
             "workers", data_dir, secret, ["--workers", str(workers), "--admin-port", str(self.admin), *extra]
         )
@@ -126,6 +126,14 @@ class WorkersEdge(Edge):
             if time.monotonic() - started > timeout_s:
                 raise RuntimeError(f"workers not ready within {timeout_s} s")
             await asyncio.sleep(0.1)
+
+
+def _free_block(n: int) -> int:
+    """The first port of ``n`` consecutive free ports in 18200-18399 (not the services' 184xx)."""
+    for base in range(18200, 18400 - n, n):
+        if all(port_is_free(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no block of free admin ports in 18200-18399")
 
 
 def rss(pids: list[int]) -> int:
