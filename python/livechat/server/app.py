@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import resource
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +53,30 @@ class _UntilDrained:
 
 # Events taken per drain: bounds the time one batch holds the loop (~15 µs/comment -> ~60 ms).
 DRAIN_BATCH = 4096
+# Descriptors kept back from connections: backends, the admin server, logs, SQLite, the broker.
+FD_RESERVE = 500
+
+
+def within_open_file_limit(config: LiveChatConfig) -> LiveChatConfig:
+    """``edge.max_connections`` capped below the process's open-file limit (less FD_RESERVE).
+
+    Past the limit accept() fails with EMFILE: the connection is reset instead of answered, and
+    the admin server and backends can no longer open sockets either. Capped, the edge answers 503
+    at its limit (clients retry; with ``serve --workers`` the next try may land on another worker)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return config
+    cap = max(soft - FD_RESERVE, 1)
+    if config.edge.max_connections <= cap:
+        return config
+    log.info(
+        "edge.max_connections %d capped at %d (open-file limit %d)",
+        config.edge.max_connections,
+        cap,
+        soft,
+        extra={"event": "max_connections_capped", "max_connections": cap, "nofile": soft},
+    )
+    return dataclasses.replace(config, edge=dataclasses.replace(config.edge, max_connections=cap))
 
 
 class LiveChatServer:
@@ -60,6 +85,7 @@ class LiveChatServer:
     every client gets close 1001)."""
 
     def __init__(self, config: LiveChatConfig) -> None:
+        config = within_open_file_limit(config)
         self.config = config
         self.edge_id = config.edge_id or uuid.uuid4().hex[:12]
         self.edge = _edge.Edge(config.edge.to_core())
