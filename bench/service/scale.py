@@ -180,15 +180,7 @@ async def run_scale(plan: ScalePlan, work_dir: Path) -> dict[str, Any]:
             w = await spawn_worker(f"probes-{i}", "viewers", log)
             procs.append(w)
             probes.append(w)
-            reply = await w.request(
-                "connect",
-                300,
-                url=edge.url,
-                streams=[STREAM],
-                count=count,
-                source_ip=f"127.0.52.{i + 1}",
-                concurrency=16,
-            )
+            reply = await _connect_probes(w, edge.url, count, f"127.0.52.{i + 1}")
             if reply["failed"]:
                 raise RuntimeError(f"probes failed to connect: {reply}")
         connect_wall = time.monotonic() - wall_before
@@ -346,17 +338,7 @@ async def _storm(
     )
     for i, (p, n) in enumerate(probe_lost):
         if n > 0:
-            replies.append(
-                await p.request(
-                    "connect",
-                    300,
-                    url=edge.url,
-                    streams=[STREAM],
-                    count=n,
-                    source_ip=f"127.0.52.{i + 1}",
-                    concurrency=16,
-                )
-            )
+            replies.append(await _connect_probes(p, edge.url, n, f"127.0.52.{i + 1}"))
     viewers_back = time.monotonic() - started
     reconnect_cpu = cpu(workers) - cpu_before
     await asyncio.sleep(2.0)
@@ -392,12 +374,12 @@ async def _storm(
 async def _connect_sinks(
     w: LoadWorker, port: int, count: int, source_ip: str, plan: ScalePlan
 ) -> dict[str, Any]:
-    """Connect ``count`` sinks, retrying the ones refused (408 when the machine was too busy to
-    finish a handshake in time) as a client would, up to 5 rounds; ``retried`` counts them."""
+    """Connect ``count`` sinks, retrying the ones refused (408: the machine was too busy to
+    finish a handshake in time; 503: that worker is at its cap) as a client would, up to 10 rounds."""
     remaining, retried, connected = count, 0, 0
     started = time.monotonic()
     reply: dict[str, Any] = {"errors": {}}
-    for attempt in range(5):
+    for attempt in range(10):
         reply = await w.request(
             "connect",
             900,
@@ -422,6 +404,25 @@ async def _connect_sinks(
         "errors": reply["errors"],
         "seconds": time.monotonic() - started,
     }
+
+
+async def _connect_probes(w: LoadWorker, url: str, count: int, source_ip: str) -> dict[str, Any]:
+    """Connect ``count`` probes, retrying refusals (503: that worker is at its connection cap) as a
+    client would, up to 10 rounds."""
+    remaining, retried, connected = count, 0, 0
+    reply: dict[str, Any] = {"errors": {}}
+    for attempt in range(10):
+        reply = await w.request(
+            "connect", 300, url=url, streams=[STREAM], count=remaining, source_ip=source_ip, concurrency=16
+        )
+        connected += reply["connected"]
+        if attempt:
+            retried += remaining
+        remaining = reply["failed"]
+        if not remaining:
+            break
+        await asyncio.sleep(0.5)
+    return {"connected": connected, "failed": remaining, "retried": retried, "errors": reply["errors"]}
 
 
 async def _settled_open(group: list[LoadWorker]) -> list[int]:
