@@ -136,6 +136,20 @@ def _free_block(n: int) -> int:
     raise RuntimeError("no block of free admin ports in 18200-18399")
 
 
+#: Why the edges closed connections (summed over workers since their start).
+CLOSE_COUNTERS = (
+    "livechat_slow_consumer_closes_total",
+    "livechat_idle_closes_total",
+    "livechat_slow_consumer_skipped_ticks_total",
+    "livechat_connections_rejected_total",
+)
+
+
+def _closes(edge: WorkersEdge) -> dict[str, float]:
+    metrics = edge.worker_metrics()
+    return {name: sum(m.get(name, 0.0) for m in metrics) for name in CLOSE_COUNTERS}
+
+
 def rss(pids: list[int]) -> int:
     return sum(procstat.rss_bytes(p) for p in pids)
 
@@ -199,6 +213,7 @@ async def run_scale(plan: ScalePlan, work_dir: Path) -> dict[str, Any]:
             "worker_cpu_s": connect_cpu,
             "cpu_us_per_connection": connect_cpu / plan.viewers * 1e6,
             "per_worker": [m.get("livechat_connections", 0.0) for m in edge.worker_metrics()],
+            "closes": await asyncio.to_thread(_closes, edge),
         }
         result["memory"] = {
             "idle_rss_mib": idle["rss"] / 2**20,
@@ -294,6 +309,7 @@ async def _step(
         "ack_p99_ms": _ms(latency.percentile_us(ack_hist, 0.99)),
         "sinks_open": sum(s["open"] for s in sink_status),
         "sink_disconnects": sum(s["disconnects"] for s in sink_status),
+        "closes": await asyncio.to_thread(_closes, edge),
     }
     print(f"scale: rate {rate}/s: {step}", flush=True)
     return step, hi
@@ -353,6 +369,7 @@ async def _storm(
         "all_back_s": viewers_back,
         "connections_after": connections,
         "worker_cpu_us_per_reconnect": reconnect_cpu / max(1, plan.viewers) * 1e6,
+        "closes": await asyncio.to_thread(_closes, edge),
     }
     # The posters' connections died with the workers: a new poster process, then comments at
     # 2/s must reach every probe again.
