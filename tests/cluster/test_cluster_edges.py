@@ -189,6 +189,15 @@ async def test_a_sampled_viewer_recovers_every_comment(cluster: Cluster, tmp_pat
     ids = []
     for i in range(40):
         ids.append((await poster.call("post", stream=stream, text=f"s{i}", cmid=f"s{i + 1}"))["id"])
+
+    # An ack means the log has the comment; the edge's memory has it once its follower read it
+    # back. The author gets each of their comments (tick or, sampled out, `ev`): once all 40 are
+    # back, the edge holds them all, and recovery must list every one.
+    def author_has_all() -> bool:
+        seen = {e.get("id") for e in poster.events + poster.direct if e.get("k") == "c"}
+        return set(ids) <= seen
+
+    await poster.wait(author_has_all, timeout=10, what="the author's 40 comments")
     back = await Client.connect(edge.url())
     snap = await back.join(stream, last_id=first["id"])
     assert snap["gap"] is False
