@@ -27,15 +27,19 @@ a Registry whenever several edges share a MetaStore (``livechat serve`` always h
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from livechat.config import RoomConfig
+from livechat.ports.errors import BackendError
 from livechat.ports.registry import Registry
 from livechat.protocol import REACTIONS, StateKey, packb
 from livechat.services.engagement_store import EngagementWriter
 from livechat.services.outbox import Outbox
+
+log = logging.getLogger("livechat.services.engagement")
 
 _EMOJI = tuple(REACTIONS)
 
@@ -166,16 +170,25 @@ class Engagement:
     async def open(self, stream: str, comment_ids: Sequence[int]) -> None:
         """A room is being loaded: its stored totals (likes of ``comment_ids``, the room's recent
         window, which are tracked from now on) become the stream's (seeding the Registry once).
-        Raises what the MetaStore or Registry raises (the room then fails to open)."""
+        Raises what the MetaStore raises (the room then fails to open); a Registry outage only
+        skips the seeding and shows the stored totals."""
         writer = self._writer
         if writer is None:
             return
         registry = self._registry
+        counters: list[int] | None = None
         if registry is not None:
-            await self._seed(registry, writer, stream)
-            keys = [_comments_key(stream), *(_rx_key(stream, e) for e in _EMOJI)]
-            keys += [_likes_key(stream, cid) for cid in comment_ids]
-            counters = await registry.get_counters(keys)
+            try:
+                await self._seed(registry, writer, stream)
+                keys = [_comments_key(stream), *(_rx_key(stream, e) for e in _EMOJI)]
+                keys += [_likes_key(stream, cid) for cid in comment_ids]
+                counters = await registry.get_counters(keys)
+            except BackendError as exc:
+                # A Registry outage must not keep a room closed (fan-out does not need it): show
+                # the stored totals now; the flushes read the shared counters once it is back,
+                # and the next open seeds them.
+                log.warning("engagement of %s opened from the meta store: %s", stream, exc)
+        if counters is not None:
             comments, reactions = counters[0], counters[1 : 1 + len(_EMOJI)]
             likes = dict(zip(comment_ids, counters[1 + len(_EMOJI) :], strict=True))
         else:
